@@ -52,7 +52,39 @@ class Config:
     """Entries per /24 (IPv4) in one bucket; loopback and LAN exempt."""
     table_ip_limit: int = 10
     """Entries per /24 (IPv4) in the whole table; loopback and LAN exempt."""
+    ip_limit_prefix_v4: int = 24
+    """Prefix length that groups IPv4 addresses for the two IP limits (go-ethereum: 24)."""
+    ip_limit_prefix_v6: int = 24
+    """Prefix length that groups IPv6 addresses for the IP limits. go-ethereum applies the same
+    24-bit prefix to IPv6 (its DistinctNetSet truncates either family to `Subnet` bits)."""
+    revalidation_interval: float = 3.0
+    """Upper bound of the random wait between two pings from the "fast" revalidation list
+    (new or changed entries; go-ethereum PingInterval)."""
+    slow_revalidation_interval: float = 9.0
+    """Upper bound of the random wait between two pings from the "slow" list (entries that
+    passed their last check; go-ethereum: 3 x PingInterval)."""
+    max_findnode_failures: int = 5
+    """Consecutive failed or empty FINDNODE calls after which an entry is dropped, provided its
+    bucket holds at least bucket_size / 4 entries (go-ethereum maxFindnodeFailures)."""
 
     # --- lookups ---
     lookup_parallelism: int = 3
     """alpha: concurrent FINDNODE queries in a lookup."""
+    lookup_request_distances: int = 3
+    """Log distances asked of each peer in a lookup: d, d+1, d-1, ... (go-ethereum
+    lookupRequestLimit)."""
+    refresh_interval: float = 1800.0
+    """Seconds between table refreshes (a self lookup and random lookups; go-ethereum: a
+    random time up to 30 minutes)."""
+
+    # --- the driver ---
+    talk_handler_timeout: float = 1.0
+    """Time a TALKREQ handler may take before the request is answered with an empty response
+    (go-ethereum asks handlers to reply within ~200 ms)."""
+    max_talk_handlers: int = 1024
+    """TALKREQ handlers running at once; requests beyond this are dropped (go-ethereum)."""
+    ip_vote_min_votes: int = 10
+    """PONG statements from distinct peers needed before our external endpoint is believed
+    (go-ethereum iptrackMinStatements)."""
+    ip_vote_window: float = 300.0
+    """Seconds a PONG statement counts (go-ethereum iptrackWindow)."""

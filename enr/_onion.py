@@ -54,6 +54,8 @@ def onion3_problem(address: str | bytes) -> str | None:
         except UnicodeDecodeError:
             return "not ASCII text"
     if not address.endswith(ONION3_SUFFIX):
+        if address.lower().endswith(ONION3_SUFFIX):
+            return "address must be lower case"
         return "missing '.onion' suffix"
     label = address[: -len(ONION3_SUFFIX)]
     if len(label) != 56:

@@ -1,0 +1,103 @@
+"""Pure answers to requests: PONG, NODES (split to fit packets), and the relay rules.
+
+discv5-wire "FINDNODE Request": distance 0 is our own current record; results are capped
+(16); go-ethereum ignores duplicate distances and distances over 256, collects distances in the
+order given, and never relays a record whose address the requester could not use (a loopback
+address only to a loopback requester, a LAN address only to a LAN requester). "NODES Response":
+several messages, each packet under 1280 bytes, all with the same ``total``; an empty result is
+still one NODES with total 1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+
+from enr import ENR
+
+from ._config import Config
+from ._messages import FindNode, Nodes, Ping, Pong
+
+__all__ = ["is_relayable", "nodes_responses", "pong_for", "select_records"]
+
+_LAN_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+        "fc00::/7", "fe80::/10",
+    )
+)
+
+
+def _scope(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    """0 unusable, 1 loopback, 2 LAN, 3 Internet."""
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return 0
+    if ip.is_loopback:
+        return 1
+    if any(ip in net for net in _LAN_NETS):
+        return 2
+    return 3
+
+
+def is_relayable(record: ENR, requester_ip: str) -> bool:
+    """May ``record`` be sent to a requester at ``requester_ip``? (go-ethereum netutil rules)
+
+    A record needs an IP and UDP port; a loopback address goes only to loopback requesters and
+    a LAN address only to loopback or LAN requesters.
+    """
+    ip, udp, _ = record.endpoint()
+    if ip is None or not udp:
+        return False
+    try:
+        requester = ipaddress.ip_address(requester_ip)
+    except ValueError:
+        return False
+    scope = _scope(ip)
+    return scope != 0 and scope >= _scope(requester)
+
+
+def pong_for(ping: Ping, local_enr: ENR, ip: str, port: int) -> Pong:
+    """The PONG for ``ping`` received from ``ip``:``port`` (the envelope address)."""
+    return Pong(ping.request_id, local_enr.seq, ipaddress.ip_address(ip), port)
+
+
+def select_records(
+    request: FindNode,
+    local_enr: ENR,
+    at_distance: Callable[[int], Sequence[ENR]],
+    requester_ip: str,
+    limit: int,
+) -> list[ENR]:
+    """Records answering ``request``: distances in the order given, until ``limit``.
+
+    Args:
+        at_distance: the verified-live records at one log distance from us.
+    """
+    out: list[ENR] = []
+    seen_distances: set[int] = set()
+    for dist in request.distances:
+        if dist in seen_distances or not 0 <= dist <= 256:
+            continue
+        seen_distances.add(dist)
+        if dist == 0:
+            out.append(local_enr)
+        else:
+            out.extend(r for r in at_distance(dist) if is_relayable(r, requester_ip))
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def nodes_responses(request_id: bytes, records: Sequence[ENR], config: Config) -> list[Nodes]:
+    """Split ``records`` into NODES messages of at most ``config.nodes_message_payload`` record
+    bytes each; always at least one message."""
+    groups: list[list[ENR]] = [[]]
+    size = 0
+    for record in records:
+        if groups[-1] and size + len(record) > config.nodes_message_payload:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += len(record)
+    return [Nodes(request_id, len(groups), tuple(group)) for group in groups]

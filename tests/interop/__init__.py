@@ -1,0 +1,1 @@
+"""Interop tests against ChainSafe's TypeScript discv5 (see ``chainsafe.py``)."""
