@@ -34,6 +34,8 @@ class Config:
     """Time to wait for a response, restarted by every matching response (go-ethereum)."""
     max_nodes_messages: int = 5
     """NODES messages accepted for one FINDNODE (go-ethereum: 5)."""
+    min_record_udp_port: int = 1025
+    """Records in NODES answers with a lower UDP port are dropped (go-ethereum errLowPort)."""
     max_pending_requests_per_node: int = 16
     """Requests in flight to one endpoint; further ones fail at once with a clear reason."""
 

@@ -26,7 +26,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 import trio
 
@@ -50,8 +51,6 @@ from ._routing import InsertResult, RoutingTable
 from ._types import Address, NodeAddress, NodeId
 
 __all__ = ["DatagramSocket", "Node", "NodeStatistics", "TalkHandler", "open_node"]
-
-_ADMITTED = (InsertResult.ADDED, InsertResult.UPDATED, InsertResult.UNCHANGED)
 
 TalkHandler = Callable[[NodeAddress, ENR | None, bytes], Awaitable[bytes]]
 """An async TALKREQ handler: (who asked, their record if known, request payload) -> response."""
@@ -425,15 +424,14 @@ class Node:
         elif isinstance(event, SessionEstablished):
             now = trio.current_time()
             result = self.table.add(event.enr, now, inbound=event.inbound)
-            ip, udp, _ = event.enr.endpoint()
-            if (
-                result in _ADMITTED
-                and ip is not None
-                and (str(ip), udp) == event.node.address
-            ):
-                # The peer completed a handshake from the endpoint its record names: the round
-                # trip through our WHOAREYOU proves that endpoint live, as a PONG would.
+            if not event.inbound:
+                # Outbound sessions are confirmed by a response from the peer's endpoint.
                 self.table.mark_live(event.enr.node_id, now)
+            elif result is InsertResult.ADDED and self._nursery is not None:
+                # A new entry is relayed only once a PONG proves it live; check it right away
+                # instead of waiting for its turn on the revalidation list, so that a node
+                # that just contacted us becomes findable within one round trip.
+                self._nursery.start_soon(self._revalidate, event.enr)
 
     def _answer(self, event: RequestReceived) -> None:
         message, peer = event.message, event.node
@@ -467,7 +465,7 @@ class Node:
         try:
             with trio.move_on_after(self.config.talk_handler_timeout):
                 response = await handler(event.node, event.enr, message.request)
-        except Exception:  # noqa: BLE001 - a user's handler must not take the node down
+        except Exception:
             response = b""
         finally:
             self._talk_running -= 1
@@ -529,6 +527,42 @@ class Node:
                 await self.lookup()
 
 
+_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+class _TrioUDPSocket:
+    """A ``trio.socket`` UDP socket seen through :class:`DatagramSocket`."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+
+    async def sendto(self, data: bytes, address: Any, /) -> int:
+        return await self._sock.sendto(data, address)
+
+    async def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]:
+        return await self._sock.recvfrom(bufsize)
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def _bind_udp(listen: Address) -> DatagramSocket:
+    family = _stdsocket.AF_INET6 if ":" in listen[0] else _stdsocket.AF_INET
+    raw = trio.socket.socket(family, _stdsocket.SOCK_DGRAM)
+    try:
+        # A larger receive buffer absorbs bursts (many peers answering a crawl at once)
+        # while the event loop is busy; the kernel caps it at net.core.rmem_max.
+        raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVBUF, _RECEIVE_BUFFER)
+        await raw.bind(listen)
+    except OSError:
+        raw.close()
+        raise
+    return _TrioUDPSocket(raw)
+
+
 @asynccontextmanager
 async def open_node(
     private_key: PrivateKey | None = None,
@@ -568,14 +602,7 @@ async def open_node(
     rng = rng or os.urandom
     key = private_key or PrivateKey.generate(rng)
     if sock is None:
-        family = _stdsocket.AF_INET6 if ":" in listen[0] else _stdsocket.AF_INET
-        raw = trio.socket.socket(family, _stdsocket.SOCK_DGRAM)
-        try:
-            await raw.bind(listen)
-        except OSError:
-            raw.close()
-            raise
-        sock = raw
+        sock = await _bind_udp(listen)
     try:
         bound = _normalize(sock.getsockname())
         ip, port = external if external is not None else bound

@@ -53,6 +53,8 @@ __all__ = [
     "encode_message_packet",
     "encode_random_packet",
     "encode_whoareyou_packet",
+    "handshake_packet_size",
+    "message_packet_size",
 ]
 
 # --- constants (discv5-wire "Protocol Header", "UDP Communication") -----------------------------
@@ -174,6 +176,30 @@ class Packet:
         if isinstance(authdata, WhoAreYouAuthdata):
             return None
         return authdata.src_id
+
+
+# --- sizes --------------------------------------------------------------------------------------
+
+
+def message_packet_size(plaintext_size: int) -> int:
+    """Datagram size of an ordinary message packet carrying ``plaintext_size`` bytes.
+
+    masking-iv (16) + static header (23) + src-id (32) + plaintext + GCM tag (16). The encoders
+    do not enforce the 1280-byte limit; callers use this to keep messages within it.
+    """
+    return _HEADER_END + MESSAGE_AUTHDATA_SIZE + plaintext_size + GCM_TAG_SIZE
+
+
+def handshake_packet_size(
+    plaintext_size: int, *, record_size: int = 0, sig_size: int = 64, eph_key_size: int = 33
+) -> int:
+    """Datagram size of a handshake packet ("v4" defaults: 64-byte signature, 33-byte key).
+
+    A message that fits an ordinary packet can overflow the handshake packet re-sending it:
+    the handshake authdata adds 2 + sig + key + record bytes (about 400 with a full record).
+    """
+    authdata = HANDSHAKE_AUTHDATA_HEAD_SIZE + sig_size + eph_key_size + record_size
+    return _HEADER_END + authdata + plaintext_size + GCM_TAG_SIZE
 
 
 # --- encoding -----------------------------------------------------------------------------------

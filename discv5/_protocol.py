@@ -56,6 +56,7 @@ from ._messages import (
     decode_message_untrusted,
     encode_message,
 )
+from ._responder import is_relayable
 from ._session import Challenge, Session, accept_handshake, make_handshake
 from ._types import Address, NodeAddress, NodeId, log_distance
 
@@ -69,6 +70,10 @@ _RESPONSE_TYPE: dict[type[Message], type[Message]] = {
     FindNode: Nodes,
     TalkRequest: TalkResponse,
 }
+
+
+_CONTACT_NONCES = 4096
+"""First-contact packet nonces remembered (a WHOAREYOU may quote one after its request ended)."""
 
 
 class RequestState(Enum):
@@ -133,6 +138,7 @@ class Protocol:
         self._pending: dict[bytes, _Pending] = {}
         self._by_nonce: dict[bytes, bytes] = {}
         self._handshaking: dict[NodeAddress, bytes] = {}
+        self._contact_nonces: dict[bytes, Address] = {}
         self._queued: dict[NodeAddress, deque[bytes]] = {}
         self._per_node: Counter[NodeAddress] = Counter()
         self._timers: list[tuple[float, int, str, object]] = []
@@ -278,9 +284,16 @@ class Protocol:
         while request_id in self._pending:
             request_id = self._rng(8)
         message = dataclasses.replace(message, request_id=request_id)
+        plaintext = encode_message(message)
+        # The request may have to travel inside a handshake packet carrying our record.
+        size = _packet.handshake_packet_size(len(plaintext), record_size=len(self._enr))
+        if size > self.config.max_packet_size:
+            raise LocalProtocolError(
+                f"request too large: {size} bytes in a handshake packet, limit"
+                f" {self.config.max_packet_size}"
+            )
         pending = _Pending(
-            request_id, node, enr, message, encode_message(message),
-            now + self.config.request_timeout,
+            request_id, node, enr, message, plaintext, now + self.config.request_timeout
         )
         self._pending[request_id] = pending
         self._per_node[node] += 1
@@ -308,6 +321,9 @@ class Protocol:
             # decrypt it and answers with WHOAREYOU quoting this packet's nonce.
             self._handshaking[node] = pending.request_id
             nonce = self._rng(12)
+            self._contact_nonces[nonce] = node.address
+            if len(self._contact_nonces) > _CONTACT_NONCES:
+                del self._contact_nonces[next(iter(self._contact_nonces))]
             datagram = _packet.encode_random_packet(
                 dest_id=node.node_id, src_id=self._local_id, masking_iv=self._rng(16),
                 nonce=nonce, random_message=self._rng(self.config.random_packet_size),
@@ -377,10 +393,15 @@ class Protocol:
         session = self._sessions.get(node)
         if session is None:
             raise LocalProtocolError("no session with that node at that endpoint")
+        plaintext = encode_message(message)
+        size = _packet.message_packet_size(len(plaintext))
+        if size > self.config.max_packet_size:
+            raise LocalProtocolError(
+                f"response too large: {size} bytes, limit {self.config.max_packet_size}"
+            )
         datagram = _packet.encode_message_packet(
             dest_id=node.node_id, src_id=self._local_id, masking_iv=self._rng(16),
-            nonce=session.next_nonce(self._rng), key=session.encrypt_key,
-            plaintext=encode_message(message),
+            nonce=session.next_nonce(self._rng), key=session.encrypt_key, plaintext=plaintext,
         )
         self._send(datagram, node.address)
 
@@ -423,12 +444,11 @@ class Protocol:
 
     @staticmethod
     def _decrypt(session: Session, packet: _packet.Packet) -> bytes | None:
-        for key in (session.decrypt_key, session.old_decrypt_key):
-            if key is not None:
-                try:
-                    return _packet.decrypt_message_untrusted(packet, key)
-                except RemoteProtocolError:
-                    continue
+        for key in (session.decrypt_key, *session.old_decrypt_keys):
+            try:
+                return _packet.decrypt_message_untrusted(packet, key)
+            except RemoteProtocolError:
+                continue
         return None
 
     def _challenge(self, node: NodeAddress, nonce: bytes, now: float) -> None:
@@ -460,6 +480,16 @@ class Protocol:
 
     def _on_whoareyou(self, packet: _packet.Packet, address: Address, now: float) -> None:
         request_id = self._by_nonce.get(packet.nonce)
+        if request_id is None and self._contact_nonces.get(packet.nonce) == address:
+            # go-ethereum re-sends a pending challenge unchanged, quoting the nonce of the
+            # packet that caused it. If that packet was one of our first contacts whose request
+            # is gone (cancelled, timed out), the challenge still stands for this endpoint:
+            # answer it with the request now making first contact there. Only nonces we sent
+            # are accepted, so a spoofed WHOAREYOU cannot burn a request's handshake.
+            request_id = next(
+                (rid for node, rid in self._handshaking.items() if node.address == address),
+                None,
+            )
         pending = self._pending.get(request_id) if request_id is not None else None
         if pending is None or pending.node.address != address:
             self._drop(address, "unexpected-whoareyou", "no request with that nonce")
@@ -512,7 +542,8 @@ class Protocol:
     def _store_session(self, session: Session) -> None:
         previous = self._sessions.get(session.node)
         if previous is not None:
-            session.old_decrypt_key = previous.decrypt_key
+            keys = (previous.decrypt_key, *previous.old_decrypt_keys)
+            session.old_decrypt_keys = tuple(k for k in keys if k != session.decrypt_key)[:2]
         self._sessions[session.node] = session
         self._sessions.move_to_end(session.node)
         while len(self._sessions) > self.config.session_cache_size:
@@ -565,7 +596,17 @@ class Protocol:
         for record in message.records:
             node_id = record.node_id
             dist = log_distance(responder, node_id)
-            if dist not in wanted:
+            # discv5-wire NODES: the requester should check each record lies at a distance it
+            # asked for. go-ethereum (verifyResponseNode) also drops records whose address the
+            # responder could not legitimately know (a loopback or LAN address from a host
+            # outside it) and records with a privileged UDP port.
+            if dist not in wanted or (
+                dist != 0
+                and (
+                    not is_relayable(record, pending.node.ip)
+                    or (record.endpoint().udp or 0) < self.config.min_record_udp_port
+                )
+            ):
                 pending.rejected_records += 1
                 continue
             known = pending.records.get(node_id)

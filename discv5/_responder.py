@@ -27,16 +27,32 @@ _LAN_NETS = tuple(
         "fc00::/7", "fe80::/10",
     )
 )
+# go-ethereum p2p/netutil "special" networks (IANA special-purpose registries): documentation,
+# benchmarking, relay and protocol-assignment ranges. Records there are never relayed.
+_SPECIAL_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "192.0.0.0/29", "192.0.0.9/32", "192.0.0.170/32", "192.0.0.171/32",
+        "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+        "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+        "255.255.255.255/32",
+        "100::/64", "2001::/32", "2001:1::1/128", "2001:2::/48", "2001:3::/32",
+        "2001:4:112::/48", "2001:5::/32", "2001:10::/28", "2001:20::/28", "2001:db8::/32",
+        "2002::/16",
+    )
+)
 
 
 def _scope(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
     """0 unusable, 1 loopback, 2 LAN, 3 Internet."""
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
-        return 0
     if ip.is_loopback:
         return 1
+    if ip.is_unspecified or ip.is_multicast:
+        return 0
     if any(ip in net for net in _LAN_NETS):
         return 2
+    if any(ip in net for net in _SPECIAL_NETS) or (ip.version == 4 and ip.is_reserved):
+        return 0
     return 3
 
 

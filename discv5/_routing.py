@@ -26,7 +26,8 @@ Revalidation scheduling follows go-ethereum's two lists. New entries, promoted r
 entries whose endpoint changed and entries that just failed a check sit on the *fast* list;
 entries that passed their last check sit on the *slow* list. Each list has its own due time,
 drawn uniformly from ``[now, now + interval)`` whenever it fires; when a list is due, one random
-member that is not already being checked is returned by :meth:`RoutingTable.next_revalidation`.
+member that is not already being checked is returned by :meth:`RoutingTable.next_revalidation`
+(a list that has just become non-empty is scheduled on that method's next call).
 
 Sybil and eclipse resistance (discv5-theory "Sybil and Eclipse Attacks", go-ethereum
 ``Table.addIP``): at most ``bucket_ip_limit`` addresses of one /24 per bucket and
@@ -47,7 +48,8 @@ Invariants (checked by ``_assert_invariants`` in the tests):
    ``bucket_ip_limit``; over the whole table at most ``table_ip_limit``.
 4. Every entry (not replacement) is on exactly one revalidation list; replacements on none.
 5. A live entry has ``liveness_checks >= 1``.
-6. Every stored record has a usable endpoint (an IP that is not unspecified, and a UDP port).
+6. Every stored record has a usable endpoint (an IP that is not unspecified, and a UDP port),
+   and ``TableEntry.ip`` is that endpoint's address.
 7. A bucket with replacement candidates is full: candidates are only cached while the bucket
    is full, and removing an entry promotes a candidate.
 """
@@ -85,12 +87,21 @@ NUM_BUCKETS: Final = 256
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SubnetKey = tuple[int, int]
 
+
 # go-ethereum p2p/netutil `lan4` / `lan6` plus loopback: addresses exempt from the IP limits.
 # Note that go-ethereum lists only IPv6 link-local (fe80::/10), not IPv4 169.254/16.
-_LAN_V4: Final = tuple(
-    ipaddress.IPv4Network(n) for n in ("0.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-)
-_LAN_V6: Final = tuple(ipaddress.IPv6Network(n) for n in ("fe80::/10", "fc00::/7"))
+# Kept as (shift, network >> shift) pairs: integer tests are much faster than `ip in net`.
+def _nets(*cidrs: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        shift = net.max_prefixlen - net.prefixlen
+        out.append((shift, int(net.network_address) >> shift))
+    return tuple(out)
+
+
+_LAN_V4: Final = _nets("127.0.0.0/8", "0.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+_LAN_V6: Final = _nets("::1/128", "fe80::/10", "fc00::/7")
 
 
 class RandomSource(Protocol):
@@ -130,6 +141,9 @@ class TableEntry:
 
     enr: ENR
     """The newest record known for the node."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    """The address the entry is filed under for the IP limits (``enr.endpoint().ip``, with
+    IPv4-mapped IPv6 addresses unmapped)."""
     added_at: float
     """When the node was first stored (as entry or replacement)."""
     last_seen: float | None = None
@@ -190,11 +204,9 @@ def is_lan(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         fe80::/10 and fc00::/7.
     """
     ip = _canonical_ip(ip)
-    if ip.is_loopback:
-        return True
-    if isinstance(ip, ipaddress.IPv4Address):
-        return any(ip in net for net in _LAN_V4)
-    return any(ip in net for net in _LAN_V6)
+    value = int(ip)
+    nets = _LAN_V4 if isinstance(ip, ipaddress.IPv4Address) else _LAN_V6
+    return any(value >> shift == prefix for shift, prefix in nets)
 
 
 def _usable_ip(enr: ENR) -> _IPAddress | None:
@@ -206,18 +218,6 @@ def _usable_ip(enr: ENR) -> _IPAddress | None:
     if ip.is_unspecified:
         return None
     return ip
-
-
-def _stored_ip(enr: ENR) -> _IPAddress:
-    """The address of a record already known to be usable (stored, or checked by add())."""
-    ip = _usable_ip(enr)
-    assert ip is not None
-    return ip
-
-
-def _endpoint_key(enr: ENR) -> tuple[_IPAddress | None, int | None]:
-    ip, udp, _ = enr.endpoint()
-    return (None if ip is None else _canonical_ip(ip)), udp
 
 
 class _Bucket:
@@ -279,7 +279,7 @@ class RoutingTable:
         self._fast = _RevalList(config.revalidation_interval)
         self._slow = _RevalList(config.slow_revalidation_interval)
         self._reval_of: dict[bytes, _RevalList] = {}
-        self._reval_pending: set[bytes] = set()
+        self._reval_pending: dict[bytes, float] = {}  # node id -> when it was handed out
         self._size = 0
         self._bootstrapped = False
 
@@ -401,19 +401,25 @@ class RoutingTable:
             return InsertResult.SELF
         if inbound and not self._bootstrapped:
             return InsertResult.NOT_BOOTSTRAPPED
+        b = self._buckets[log_distance(self._local_id, node_id)]
+        existing = b.entries.get(node_id)
+        # go-ethereum bumpInBucket: found records must advance seq; inbound ones may do anything.
+        # Checked first: re-learning a known record is by far the most common call.
+        if existing is not None and (
+            enr == existing.enr or (enr.seq <= existing.enr.seq and not inbound)
+        ):
+            return InsertResult.UNCHANGED
         ip = _usable_ip(enr)
         if ip is None:
             return InsertResult.UNUSABLE
-        b = self._buckets[log_distance(self._local_id, node_id)]
-        existing = b.entries.get(node_id)
         if existing is not None:
-            return self._update_entry(b, existing, enr, inbound)
+            return self._update_entry(b, existing, enr, ip)
         if len(b.entries) >= self._config.bucket_size:
-            return self._add_replacement(b, enr, now, inbound)
+            return self._add_replacement(b, enr, ip, now, inbound)
         # The bucket has room, so its replacement cache is empty (invariant 7): a plain insert.
         if not self._claim_ip(b, ip):
             return InsertResult.IP_LIMIT
-        self._insert_entry(b, TableEntry(enr=enr, added_at=now))
+        self._insert_entry(b, TableEntry(enr=enr, ip=ip, added_at=now))
         return InsertResult.ADDED
 
     def _insert_entry(self, b: _Bucket, entry: TableEntry) -> None:
@@ -423,27 +429,24 @@ class RoutingTable:
         self._move_to(self._fast, node_id)
 
     def _update_entry(
-        self, b: _Bucket, existing: TableEntry, enr: ENR, inbound: bool
+        self, b: _Bucket, existing: TableEntry, enr: ENR, ip: _IPAddress
     ) -> InsertResult:
-        # go-ethereum bumpInBucket: found records must advance seq; inbound ones may do anything.
-        if enr == existing.enr or (enr.seq <= existing.enr.seq and not inbound):
-            return InsertResult.UNCHANGED
-        old_ip, old_udp = _endpoint_key(existing.enr)
-        new_ip, new_udp = _endpoint_key(enr)
-        if old_ip != new_ip:
-            self._release_ip(b, existing.enr)
-            if not self._claim_ip(b, _stored_ip(enr)):
-                self._claim_ip(b, _stored_ip(existing.enr))  # put the old address back
+        if ip != existing.ip:
+            self._release_ip(b, existing.ip)
+            if not self._claim_ip(b, ip):
+                self._claim_ip(b, existing.ip)  # put the old address back
                 return InsertResult.IP_LIMIT
-        moved = old_ip != new_ip or old_udp != new_udp
+        moved = ip != existing.ip or enr.endpoint().udp != existing.enr.endpoint().udp
         node_id = enr.node_id
-        b.entries[node_id] = replace(existing, enr=enr, live=existing.live and not moved)
+        b.entries[node_id] = replace(existing, enr=enr, ip=ip, live=existing.live and not moved)
         if moved:
             # A node at a new endpoint must prove it is reachable there before we relay it.
             self._move_to(self._fast, node_id)
         return InsertResult.UPDATED
 
-    def _add_replacement(self, b: _Bucket, enr: ENR, now: float, inbound: bool) -> InsertResult:
+    def _add_replacement(
+        self, b: _Bucket, enr: ENR, ip: _IPAddress, now: float, inbound: bool
+    ) -> InsertResult:
         cache_size = self._config.replacement_cache_size
         if cache_size <= 0:
             return InsertResult.FULL
@@ -452,20 +455,20 @@ class RoutingTable:
         if i >= 0:
             rep = b.replacements.pop(i)
             if enr != rep.enr and (enr.seq > rep.enr.seq or inbound):
-                self._release_ip(b, rep.enr)
-                if self._claim_ip(b, _stored_ip(enr)):
-                    rep = replace(rep, enr=enr)
+                self._release_ip(b, rep.ip)
+                if self._claim_ip(b, ip):
+                    rep = replace(rep, enr=enr, ip=ip)
                 else:
-                    self._claim_ip(b, _stored_ip(rep.enr))  # keep the cached record
+                    self._claim_ip(b, rep.ip)  # keep the cached record
             b.replacements.insert(0, rep)  # seen again: now the most recent candidate
             return InsertResult.REPLACEMENT
         # go-ethereum addReplacement: the cache is subject to the IP limits as well.
-        if not self._claim_ip(b, _stored_ip(enr)):
+        if not self._claim_ip(b, ip):
             return InsertResult.IP_LIMIT
-        b.replacements.insert(0, TableEntry(enr=enr, added_at=now))
+        b.replacements.insert(0, TableEntry(enr=enr, ip=ip, added_at=now))
         if len(b.replacements) > cache_size:
             dropped = b.replacements.pop()
-            self._release_ip(b, dropped.enr)
+            self._release_ip(b, dropped.ip)
         return InsertResult.REPLACEMENT
 
     # -- IP limits --------------------------------------------------------------------------------
@@ -491,8 +494,8 @@ class RoutingTable:
         b.ips[key] += 1
         return True
 
-    def _release_ip(self, b: _Bucket, enr: ENR) -> None:
-        key = self._subnet(_stored_ip(enr))
+    def _release_ip(self, b: _Bucket, ip: _IPAddress) -> None:
+        key = self._subnet(ip)
         if key is None:
             return
         for counter in (self._table_ips, b.ips):
@@ -524,13 +527,13 @@ class RoutingTable:
         i = b.replacement_index(node_id)
         if i < 0:
             return False
-        self._release_ip(b, b.replacements.pop(i).enr)
+        self._release_ip(b, b.replacements.pop(i).ip)
         return True
 
     def _delete_entry(self, b: _Bucket, node_id: bytes) -> None:
         entry = b.entries.pop(node_id)
         self._size -= 1
-        self._release_ip(b, entry.enr)
+        self._release_ip(b, entry.ip)
         self._leave_reval(node_id)
         if b.replacements:
             # Keeps invariant 7: the bucket was full, so it is full again.
@@ -553,7 +556,7 @@ class RoutingTable:
             True when ``enr_seq`` is higher than the seq of the stored record: the caller should
             fetch the new record (FINDNODE with distance 0) and pass it to :meth:`add`.
         """
-        self._reval_pending.discard(node_id)
+        self._reval_pending.pop(node_id, None)
         b = self._bucket_for(node_id)
         entry = None if b is None else b.entries.get(node_id)
         if b is None or entry is None:
@@ -583,7 +586,7 @@ class RoutingTable:
         Returns:
             True if the node was removed from the table.
         """
-        self._reval_pending.discard(node_id)
+        self._reval_pending.pop(node_id, None)
         b = self._bucket_for(node_id)
         if b is None:
             return False
@@ -643,7 +646,7 @@ class RoutingTable:
         del lst.members[node_id]
         if not lst.members:
             lst.next_at = None
-        self._reval_pending.discard(node_id)
+        self._reval_pending.pop(node_id, None)
 
     def next_revalidation(self, now: float, rng: RandomSource) -> Revalidation:
         """Which nodes to PING now, and when to ask again.
@@ -652,7 +655,9 @@ class RoutingTable:
         due at a random time up to its interval after it last fired. When a list is due, one
         random member not already being checked is returned and the list is rescheduled. The
         returned nodes count as "being checked" until :meth:`mark_live`, :meth:`mark_failed`
-        or :meth:`remove` is called for them, so the driver must report every outcome.
+        or :meth:`remove` is called for them, so the driver should report every outcome; a
+        check left unreported for ``slow_revalidation_interval`` is treated as abandoned and
+        the node becomes eligible again.
 
         Args:
             now: current time.
@@ -672,10 +677,14 @@ class RoutingTable:
             if lst.next_at is None:
                 lst.next_at = now + rng.random() * lst.interval
             if now >= lst.next_at:
-                candidates = [n for n in lst.members if n not in self._reval_pending]
+                # A check handed out longer than the slow interval ago counts as abandoned
+                # (the driver lost it), so the node cannot be starved of checks forever.
+                stale = now - self._slow.interval
+                pending = self._reval_pending
+                candidates = [n for n in lst.members if pending.get(n, stale) <= stale]
                 if candidates:
                     node_id = candidates[_random_index(rng, len(candidates))]
-                    self._reval_pending.add(node_id)
+                    pending[node_id] = now
                     entry = self.entry(node_id)
                     assert entry is not None
                     picked.append(entry.enr)
@@ -788,6 +797,7 @@ class RoutingTable:
                 assert log_distance(self._local_id, node_id) == d, "entry in the wrong bucket"
                 ip = _usable_ip(e.enr)
                 assert ip is not None, "unusable record stored"
+                assert ip == e.ip, "filed address out of sync with the record"
                 key = self._subnet(ip)
                 if key is not None:
                     bucket_ips[key] += 1

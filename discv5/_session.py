@@ -43,11 +43,11 @@ class Session:
     """The peer's record, when known."""
     counter: int = 0
     """Messages sent so far; the first 4 bytes of every nonce (discv5-theory "Session Cache")."""
-    old_decrypt_key: bytes | None = None
-    """The receive key of the session this one replaced. When both sides start a handshake at
-    once, each ends up sending with the keys of a different handshake; keeping the previous
-    receive key lets both directions decrypt (sigp/discv5 keeps "old keys" for the same reason).
-    """
+    old_decrypt_keys: tuple[bytes, ...] = ()
+    """Receive keys of the sessions this one replaced, newest first (at most two). When both
+    sides start a handshake at once, each can end up sending with the keys of a different
+    handshake; keeping recent receive keys lets both directions decrypt (sigp/discv5 keeps
+    "old keys" for the same reason)."""
 
     def next_nonce(self, rng: Rng) -> bytes:
         """A fresh 12-byte nonce: 32-bit message counter || 64 random bits."""

@@ -8,14 +8,14 @@ This package never imports ``discv5``; it is usable on its own::
     assert ENR.from_text(record.to_text()) == record
 """
 
-from ._enode import Enode, enode_from_enr, parse_enode
+from ._enode import Enode, enode_from_enr, parse_enode, unsigned_record
 from ._errors import (
+    EnodeError,
     ENRDecodeError,
     ENRError,
     ENRSchemeError,
     ENRSignatureError,
     ENRTooLargeError,
-    EnodeError,
     InvalidPublicKey,
     KeyFileError,
     OnionAddressError,
@@ -71,6 +71,7 @@ __all__ = [
     "read_hidden_service_dir",
     "read_nodekey",
     "register_identity_scheme",
+    "unsigned_record",
     "write_hidden_service_dir",
     "write_nodekey",
 ]

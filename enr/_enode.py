@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from . import _rlp
 from ._errors import EnodeError, InvalidPublicKey
 from ._keys import PublicKey
 from ._onion import ONION3_SUFFIX, onion3_problem
 from ._record import ENR, IPAddress
 
-__all__ = ["Enode", "HostKind", "enode_from_enr", "parse_enode"]
+__all__ = ["Enode", "HostKind", "enode_from_enr", "parse_enode", "unsigned_record"]
 
 _SCHEME: Final = "enode://"
 _HEX_RE: Final = re.compile(r"[0-9a-fA-F]{128}")
@@ -209,3 +210,31 @@ def enode_from_enr(record: ENR, *, prefer_onion: bool = True) -> Enode:
     if not tcp:
         raise EnodeError("record has no tcp port: it cannot give a dialable enode")
     return Enode(public_key, host, tcp, udp if udp is not None else tcp)
+
+
+def unsigned_record(enode: Enode) -> ENR:
+    """A stand-in record for a node known only by its enode URL (go-ethereum's "v4-compat").
+
+    It carries ``id``, ``secp256k1``, ``ip``/``ip6``, ``tcp`` and ``udp`` but no signature, so
+    it can address the node (a discv5 handshake needs only its key and endpoint) and is
+    replaced by the node's real record as soon as we fetch it. ``record.verified`` is False.
+
+    Raises:
+        EnodeError: the enode has no IP host (a DNS name or onion address has no UDP endpoint).
+    """
+    ip = enode.ip
+    if ip is None:
+        raise EnodeError("an enode without an IP address cannot be contacted over UDP")
+    pairs: dict[bytes, bytes] = {
+        b"id": b"v4",
+        b"secp256k1": enode.public_key.compressed,
+        (b"ip" if ip.version == 4 else b"ip6"): ip.packed,
+    }
+    if enode.tcp:
+        pairs[b"tcp"] = enode.tcp.to_bytes((enode.tcp.bit_length() + 7) // 8, "big")
+    if enode.udp:
+        pairs[b"udp"] = enode.udp.to_bytes((enode.udp.bit_length() + 7) // 8, "big")
+    items: list[_rlp.Item] = [b"", b""]
+    for key in sorted(pairs):
+        items += [key, pairs[key]]
+    return ENR.from_rlp(_rlp.encode(items), verify=False)

@@ -114,7 +114,8 @@ class OnionServiceKey:
         digest[0] &= 248
         digest[31] &= 127
         digest[31] |= 64
-        public = ECC.construct(curve="Ed25519", seed=seed).public_key().export_key(format="raw")
+        ed_key = ECC.construct(curve="Ed25519", seed=seed)  # type: ignore[arg-type]
+        public = ed_key.public_key().export_key(format="raw")
         return cls(bytes(digest), bytes(public))
 
     @classmethod
@@ -160,7 +161,8 @@ def read_hidden_service_dir(directory: str | os.PathLike[str]) -> OnionServiceKe
     try:
         secret_file = (path / "hs_ed25519_secret_key").read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"cannot read {path / 'hs_ed25519_secret_key'}: {exc.strerror}") from None
+        where = path / "hs_ed25519_secret_key"
+        raise KeyFileError(f"cannot read {where}: {exc.strerror}") from None
     if not secret_file.startswith(_SECRET_HEADER) or len(secret_file) != 96:
         raise KeyFileError("hs_ed25519_secret_key: not a tor ed25519v1 secret key file")
     key = OnionServiceKey.from_expanded_secret(secret_file[32:])

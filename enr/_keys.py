@@ -69,7 +69,9 @@ class PublicKey:
         try:
             return cls(coincurve.PublicKey(bytes(data)))
         except (ValueError, TypeError) as exc:
-            raise InvalidPublicKey("invalid public key: not a point on the secp256k1 curve") from exc
+            raise InvalidPublicKey(
+                "invalid public key: not a point on the secp256k1 curve"
+            ) from exc
 
     @property
     def node_id(self) -> bytes:

@@ -39,6 +39,12 @@ _BASE64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Records are immutable values, so a record already decoded and verified need not be verified
+# again: discovery sees the same records over and over (every NODES answer, every lookup).
+# A bounded memo of exact encodings -> records, oldest dropped first.
+_VERIFIED_CACHE_SIZE: Final = 8192
+_VERIFIED: dict[bytes, ENR] = {}
+
 
 class Endpoint(NamedTuple):
     """The address go-ethereum would use for a record (``enode.Node.IPAddr/UDP/TCP``)."""
@@ -175,6 +181,10 @@ class ENR:
             ENRSignatureError: (verify) bad public key, bad or high-S signature.
         """
         data = bytes(data)
+        if verify:
+            cached = _VERIFIED.get(data)
+            if cached is not None:
+                return cached
         if len(data) > MAX_RECORD_SIZE:
             raise ENRTooLargeError(
                 f"record is {len(data)} bytes, larger than the {MAX_RECORD_SIZE}-byte limit"
@@ -188,7 +198,11 @@ class ENR:
         content = _rlp.list_prefix(len(rest)) + rest
         scheme = identity_scheme(parts.pairs.get(b"id"))
         verified = scheme.verify(parts.pairs, parts.signature, content)
-        return cls(data, parts, verified.node_id, verified.public_key)
+        record = cls(data, parts, verified.node_id, verified.public_key)
+        _VERIFIED[data] = record
+        if len(_VERIFIED) > _VERIFIED_CACHE_SIZE:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        return record
 
     @classmethod
     def from_text(cls, text: str, *, verify: bool = True) -> ENR:

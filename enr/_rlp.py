@@ -7,10 +7,10 @@ record code uses to find the signed content without re-encoding it.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeAlias
 
 import rlp
-from rlp.codec import consume_length_prefix, length_prefix
+from rlp.codec import consume_item, consume_length_prefix, encode_raw, length_prefix
 
 from ._errors import ENRDecodeError
 
@@ -24,7 +24,7 @@ __all__ = [
     "split_first_item",
 ]
 
-Item = Union[bytes, list["Item"]]
+Item: TypeAlias = "bytes | list[Item]"
 """A decoded RLP item: a byte string or a (nested) list of items."""
 
 
@@ -37,14 +37,40 @@ def decode_untrusted(data: bytes, error: type[ENRDecodeError] = ENRDecodeError) 
     """
     if not data:
         raise error("rlp: empty input")
+    data = bytes(data)
     try:
-        item = rlp.decode(bytes(data), strict=True)
+        item = rlp.decode(data, strict=True)
     except rlp.DecodingError as exc:
-        raise error(f"rlp: {_first_line(exc)}") from None
+        raise error(f"rlp: {_explain(data, exc)}") from None
+    except RecursionError:
+        raise error("rlp: nested too deeply") from None
     except (IndexError, ValueError, TypeError, OverflowError) as exc:  # defensive: never leak
         raise error(f"rlp: malformed input ({type(exc).__name__})") from None
+    # Canonical RLP has exactly one encoding per value, so re-encoding must give back the
+    # input. This also guards against a decoder that accepts a non-canonical form by parsing
+    # it as something else (rusty-rlp 0.4 drops a list's last element when that element uses
+    # a long-string prefix for a short string, instead of failing).
+    if encode_raw(item) != data:
+        raise error(f"rlp: {_explain(data, None)}")
     # pyrlp returns bytes and lists (of bytes and lists) for raw decoding: already an Item.
     return item  # type: ignore[no-any-return]
+
+
+def _explain(data: bytes, exc: Exception | None) -> str:
+    """A readable reason for a decoding failure.
+
+    pyrlp decodes through the Rust backend (rusty-rlp) when it is installed, whose messages can
+    be terse ("Invariant"); on this rare path, ask pyrlp's pure-Python decoder for its wording.
+    """
+    try:
+        _, _, end = consume_item(data, 0)
+        if end != len(data):
+            return f"{len(data) - end} trailing bytes after the RLP item"
+    except rlp.DecodingError as pure:
+        return _first_line(pure)
+    except (IndexError, ValueError, TypeError, RecursionError):
+        pass
+    return "non-canonical encoding" if exc is None else _first_line(exc)
 
 
 def _first_line(exc: Exception) -> str:
@@ -53,8 +79,8 @@ def _first_line(exc: Exception) -> str:
 
 
 def encode(item: Item) -> bytes:
-    """RLP-encode bytes and nested lists of bytes."""
-    return bytes(rlp.encode(item))
+    """RLP-encode bytes and nested lists of bytes (no type inference: ``Item`` only)."""
+    return bytes(encode_raw(item))
 
 
 def encode_uint(value: int) -> bytes:

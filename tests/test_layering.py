@@ -29,6 +29,8 @@ DRIVER_MODULES = (
     "_driver*.py",
     "_testnet*.py",  # local test network launcher
     "_cli.py",  # command-line front end (if it is a single module)
+    "__main__.py",  # ``python -m discv5`` entry point (calls the CLI)
+    "_conformance*.py",  # devp2p-style conformance tester: drives a node over real UDP
 )
 # Subpackages of discv5/ that are tools built on the public API, not part of the core.
 # (They are not checked for I/O imports; the crypto-backend rule still applies to them.)

@@ -34,7 +34,7 @@ from ._common import (
 __all__ = ["GROUPS", "build_parser", "main"]
 
 #: Command groups, in ``--help`` order: modules of this package, each with ``register()``.
-GROUPS: Final = ("_enr", "_key", "_static")
+GROUPS: Final = ("_enr", "_key", "_static", "_noderun", "_crawl")
 
 _PROG: Final = "discv5"
 _EPILOG: Final = """\

@@ -35,6 +35,7 @@ __all__ = [
     "host_arg",
     "ipv4_arg",
     "ipv6_arg",
+    "is_numeric_name",
     "onion3_arg",
     "port_arg",
     "print_json",
@@ -185,8 +186,7 @@ def host_arg(text: str) -> str:
     """An enode host: IPv4, IPv6 (brackets optional), DNS name or onion3 address; no port."""
     host = text.removeprefix("[").removesuffix("]")
     try:
-        if ipaddress.ip_address(host).version == 6:
-            return str(ipaddress.IPv6Address(host))
+        return str(ipaddress.ip_address(host))
     except ValueError:
         if ":" in host:
             raise argparse.ArgumentTypeError(
@@ -196,7 +196,19 @@ def host_arg(text: str) -> str:
         parse_enode(f"enode://{_PROBE_KEY}@{host}:1")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid host {text!r}: {exc}") from None
+    if is_numeric_name(host):
+        raise argparse.ArgumentTypeError(f"invalid host {text!r}: not an IPv4 address")
     return host
+
+
+def is_numeric_name(host: str) -> bool:
+    """True for a "DNS name" made only of digits and dots (``1.2.3``, ``999.1.1.1``).
+
+    Such a host passes the DNS-name syntax check but is almost surely a mistyped IPv4 address;
+    geth would try to resolve it and fail.
+    """
+    labels = host.removesuffix(".").split(".")
+    return all(label.isdigit() for label in labels)
 
 
 # --- input and output ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ._common import (
     Subparsers,
     add_command,
     add_group,
+    is_numeric_name,
     print_json,
     read_text_source,
 )
@@ -186,7 +187,7 @@ def _parse_entry(text: str) -> Enode:
     if len(key) != 128:
         raise EnodeError(f"invalid public key: {len(key)} hex characters, want 128 (64 bytes)")
     enode = parse_enode(text)
-    if enode.host_kind == "dns" and all(label.isdigit() for label in str(enode.host).split(".")):
+    if enode.host_kind == "dns" and is_numeric_name(str(enode.host)):
         raise EnodeError(f"invalid host {enode.host!r}: not an IPv4 address")
     return enode
 

@@ -353,8 +353,7 @@ def test_lookup_over_real_enrs() -> None:
         key=lambda e: int.from_bytes(e.node_id, "big") ^ int.from_bytes(target, "big"),
     )[: CFG.bucket_size]
     assert result[0] == by_id[target]
-    assert len(result) <= CFG.bucket_size
-    assert set(result) <= set(expect) | set(enrs)
+    assert result == expect  # everyone answers fully here, so the lookup is exact
 
 
 # -- hypothesis: the lookup always terminates ---------------------------------------------------

@@ -578,6 +578,32 @@ def test_encode_message_and_random_reject_bad_fields(field: str, value: bytes) -
         encode_random_packet(**base, random_message=bytes(20))
 
 
+def test_packet_size_helpers() -> None:
+    # Source: devp2p vectors: ping-message is 95 bytes (8-byte plaintext), ping-handshake 194,
+    # ping-handshake-enr 321 (with a 127-byte record).
+    assert _packet.message_packet_size(8) == PACKETS["ping-message"]["derived"]["packet_length"]
+    assert _packet.handshake_packet_size(8) == PACKETS["ping-handshake"]["derived"]["packet_length"]
+    record_size = len(h(PACKETS["ping-handshake-enr"]["derived"]["authdata_parts"]["record"]))
+    assert (
+        _packet.handshake_packet_size(8, record_size=record_size)
+        == PACKETS["ping-handshake-enr"]["derived"]["packet_length"]
+    )
+    plaintext = b"\x01" * 100
+    assert _packet.message_packet_size(100) == len(
+        encode_message_packet(
+            dest_id=ID_B,
+            src_id=ID_A,
+            masking_iv=IV0,
+            nonce=NONCE,
+            key=bytes(16),
+            plaintext=plaintext,
+        )
+    )
+    assert _packet.handshake_packet_size(100, record_size=7) == len(
+        _handshake(plaintext=plaintext, record=b"r" * 7)
+    )
+
+
 def test_flag_values() -> None:
     # discv5-wire "Protocol Header".
     assert [int(f) for f in Flag] == [0, 1, 2]

@@ -93,7 +93,7 @@ def test_add_new_entry() -> None:
     assert table.get(enr.node_id) == enr
     entry = table.entry(enr.node_id)
     assert entry is not None
-    assert entry == TableEntry(enr=enr, added_at=5.0)
+    assert entry == TableEntry(enr=enr, ip=ipaddress.IPv4Address("1.2.3.4"), added_at=5.0)
     assert not entry.live
     assert entry.liveness_checks == 0
     assert table.revalidation_list(enr.node_id) == "fast"
@@ -674,6 +674,15 @@ def test_revalidation_reports_clear_pending() -> None:
     # One PONG so far: 1 // 3 == 0, so the first miss removes it.
     assert table.mark_failed(enr.node_id, 0.0) is True
     table._assert_invariants()
+
+
+def test_unreported_check_is_abandoned_after_slow_interval() -> None:
+    table = RoutingTable(LOCAL, CFG)
+    (enr,) = fill_bucket(table, 256, 1)
+    rng = FixedRandom(0.0)
+    assert table.next_revalidation(0.0, rng).nodes == (enr,)
+    assert table.next_revalidation(CFG.slow_revalidation_interval - 0.1, rng).nodes == ()
+    assert table.next_revalidation(CFG.slow_revalidation_interval, rng).nodes == (enr,)
 
 
 def test_revalidation_schedule_is_deterministic_and_bounded() -> None:

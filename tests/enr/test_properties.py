@@ -36,10 +36,10 @@ PROPS = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    max_examples=150,
+    max_examples=100,
     suppress_health_check=[HealthCheck.too_slow],
 )
-FAST = settings(PROPS, max_examples=300)
+FAST = settings(PROPS, max_examples=200)
 
 EIP778_RAW = bytes.fromhex(
     "f884b8407098ad865b00a582051940cb9cf36836572411a47278783077011599ed5cd16b76f2635f4e234738f3"

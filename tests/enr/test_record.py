@@ -175,7 +175,7 @@ def test_from_any() -> None:
     assert ENR.from_any(EIP778_TEXT) == record
     assert ENR.from_any("\n " + EIP778_TEXT + " \n") == record
     assert ENR.from_any(record.to_rlp()) == record
-    assert ENR.from_any(bytearray(record.to_rlp())) == record
+    assert ENR.from_any(bytearray(record.to_rlp())) == record  # type: ignore[arg-type]
     with pytest.raises(ENRDecodeError, match="must be a string"):
         ENR.from_text(record.to_rlp())  # type: ignore[arg-type]
 
@@ -329,7 +329,7 @@ def test_non_canonical_rlp_single_byte() -> None:
     assert ENR.from_rlp(good).udp == 5
     assert good.count(b"\x83udp\x05") == 1
     bad = _relength(good.replace(b"\x83udp\x05", b"\x83udp\x81\x05"))
-    # Read leniently this would be the same signed content: only the RLP check stops it.
+    # Apart from its spelling this is the same signed content: only the RLP check stops it.
     with pytest.raises(ENRDecodeError, match=r"rlp: .*single byte"):
         ENR.from_rlp(bad)
     with pytest.raises(ENRDecodeError, match=r"rlp: .*single byte"):
@@ -363,9 +363,9 @@ def test_trailing_bytes() -> None:
     for extra in (b"\x00", b"\x80", raw):
         if len(raw + extra) > MAX_RECORD_SIZE:
             continue
-        with pytest.raises(ENRDecodeError, match="superfluous"):
+        with pytest.raises(ENRDecodeError, match="superfluous|trailing"):
             ENR.from_rlp(raw + extra)
-        with pytest.raises(ENRDecodeError, match="superfluous"):
+        with pytest.raises(ENRDecodeError, match="superfluous|trailing"):
             ENR.from_text(to_text(raw + extra))
 
 

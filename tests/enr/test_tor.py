@@ -5,8 +5,10 @@ private DataDirectory and a HiddenServiceDir in tmp_path. It loads (or generates
 keys and writes the ``hostname`` file at startup, which is all these tests need:
 
 (a) keys we wrote with write_hidden_service_dir: tor accepts them and the hostname it writes
-    is our address (we delete our own hostname file first, so the file must come from tor);
-(b) keys tor generated itself: read_hidden_service_dir gives the address in tor's hostname file.
+    is our address (we delete our own hostname and public key files first, so both must come
+    from tor, derived from our secret key file);
+(b) keys tor generated itself: read_hidden_service_dir gives the address in tor's hostname file;
+(c) a secret key file with a wrong header: both tor and read_hidden_service_dir refuse it.
 
 Only the tor process started here is ever stopped, by its Popen handle, in a ``finally``.
 """
@@ -22,7 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from enr import OnionServiceKey, onion3_problem, read_hidden_service_dir, write_hidden_service_dir
+from enr import (
+    KeyFileError,
+    OnionServiceKey,
+    onion3_problem,
+    read_hidden_service_dir,
+    write_hidden_service_dir,
+)
 
 TOR = shutil.which("tor")
 
@@ -66,20 +74,38 @@ def _tor_log(tmp_path: Path) -> str:
     return log.read_text(errors="replace") if log.exists() else "(no tor log)"
 
 
-def _run_tor_until_hostname(tmp_path: Path, hs_dir: Path) -> str:
-    """Start tor, wait (bounded) for a complete hostname file in ``hs_dir``, stop tor."""
+def _start_tor(tmp_path: Path, hs_dir: Path) -> subprocess.Popen[bytes]:
     assert TOR is not None
     torrc = _write_torrc(tmp_path, hs_dir)
     defaults = tmp_path / "torrc-defaults"
-    defaults.write_text("")
-    output_path = tmp_path / "tor.out"
-    with output_path.open("wb") as output:
-        proc = subprocess.Popen(
+    defaults.write_text("")  # never read /etc/tor/torrc-defaults
+    with (tmp_path / "tor.out").open("wb") as output:
+        return subprocess.Popen(
             [TOR, "--defaults-torrc", str(defaults), "-f", str(torrc)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the tor this test started (and only it), by its handle."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _output(tmp_path: Path) -> str:
+    return (tmp_path / "tor.out").read_text(errors="replace") + _tor_log(tmp_path)
+
+
+def _run_tor_until_hostname(tmp_path: Path, hs_dir: Path) -> str:
+    """Start tor, wait (bounded) for a complete hostname file in ``hs_dir``, stop tor."""
+    proc = _start_tor(tmp_path, hs_dir)
     try:
         hostname_path = hs_dir / "hostname"
         deadline = time.monotonic() + HOSTNAME_TIMEOUT
@@ -91,22 +117,29 @@ def _run_tor_until_hostname(tmp_path: Path, hs_dir: Path) -> str:
             if proc.poll() is not None:
                 pytest.fail(
                     f"tor exited with status {proc.returncode} before writing {hostname_path}:\n"
-                    f"{output_path.read_text(errors='replace')}\n{_tor_log(tmp_path)}"
+                    + _output(tmp_path)
                 )
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"tor did not write {hostname_path} within {HOSTNAME_TIMEOUT:.0f} s:\n"
-                    f"{_tor_log(tmp_path)}"
+                    + _output(tmp_path)
                 )
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        _stop(proc)
+
+
+def _run_tor_expecting_refusal(tmp_path: Path, hs_dir: Path) -> str:
+    """Start tor and wait (bounded) for it to exit with an error; return its output."""
+    proc = _start_tor(tmp_path, hs_dir)
+    try:
+        returncode = proc.wait(timeout=HOSTNAME_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("tor kept running with a corrupt key file:\n" + _output(tmp_path))
+    finally:
+        _stop(proc)
+    assert returncode != 0, _output(tmp_path)
+    return _output(tmp_path)
 
 
 def _empty_hs_dir(tmp_path: Path) -> Path:
@@ -118,17 +151,22 @@ def _empty_hs_dir(tmp_path: Path) -> Path:
 
 def test_tor_accepts_keys_we_wrote(tmp_path: Path) -> None:
     hs_dir = tmp_path / "hidden-service"
-    key = OnionServiceKey.generate()
+    key = OnionServiceKey.from_seed(bytes(range(100, 132)))
     write_hidden_service_dir(hs_dir, key)
     secret_before = (hs_dir / "hs_ed25519_secret_key").read_bytes()
-    # Prove the hostname file tor leaves is tor's own work, not ours.
+    public_before = (hs_dir / "hs_ed25519_public_key").read_bytes()
+    # Prove the hostname file tor leaves is tor's own work, derived from our secret key file:
+    # remove our hostname and public key files first.
     (hs_dir / "hostname").unlink()
+    (hs_dir / "hs_ed25519_public_key").unlink()
 
     hostname = _run_tor_until_hostname(tmp_path, hs_dir)
 
     assert hostname == key.address
-    # tor used our key rather than replacing it.
+    # tor used our secret key rather than replacing it...
     assert (hs_dir / "hs_ed25519_secret_key").read_bytes() == secret_before
+    # ...and wrote back the same public key file we write.
+    assert (hs_dir / "hs_ed25519_public_key").read_bytes() == public_before
     assert read_hidden_service_dir(hs_dir) == key
 
 
@@ -142,3 +180,22 @@ def test_we_read_keys_tor_generated(tmp_path: Path) -> None:
     assert key.address == hostname
     again = OnionServiceKey.from_expanded_secret(key.expanded_secret)
     assert again.public_key == key.public_key
+
+
+def test_tor_and_we_both_refuse_a_corrupt_secret_key(tmp_path: Path) -> None:
+    """A secret key file with the wrong header: read_hidden_service_dir and tor both refuse it."""
+    hs_dir = tmp_path / "hidden-service"
+    write_hidden_service_dir(hs_dir, OnionServiceKey.from_seed(b"\x09" * 32))
+    secret_path = hs_dir / "hs_ed25519_secret_key"
+    corrupt = secret_path.read_bytes().replace(b"type0", b"type9", 1)
+    assert corrupt.startswith(b"== ed25519v1-secret: type9 ==")
+    secret_path.write_bytes(corrupt)
+    (hs_dir / "hostname").unlink()
+    with pytest.raises(KeyFileError, match="not a tor ed25519v1 secret key file"):
+        read_hidden_service_dir(hs_dir)
+
+    output = _run_tor_expecting_refusal(tmp_path, hs_dir)
+
+    assert "hs_ed25519_secret_key" in output
+    assert not (hs_dir / "hostname").exists()
+    assert secret_path.read_bytes() == corrupt  # tor did not replace it either

@@ -400,16 +400,29 @@ class ChainSafeHarness:
         return [str(e) for e in result["enrs"]]
 
     async def lookup(
-        self, node: int | ChainSafeNode, target: bytes, *, time_limit: float | None = None
+        self,
+        node: int | ChainSafeNode,
+        target: bytes,
+        *,
+        limit: int = 16,
+        time_limit: float | None = None,
     ) -> list[str]:
         """Run ChainSafe's iterative lookup (``findNode``) for the 32-byte ``target`` id.
 
-        Returns up to 16 records, closest to ``target`` first; the node's own is never among them.
+        Returns the ``limit`` closest records among the peers that answered, closest to
+        ``target`` first (the harness sorts: ChainSafe's own order is reverse discovery order);
+        never the node's own record. ChainSafe's lookup queries *every* peer it learns of (its
+        early exit never fires), so in a big network a lookup is close to a crawl. From an
+        empty table the harness answers ``[]`` at once (ChainSafe would wait ``lookupTimeout``).
         """
         if len(target) != 32:
             raise ValueError("target must be a 32-byte node id")
         result = await self.request(
-            "lookup", node=_ref(node), target_node_id=target.hex(), time_limit=time_limit
+            "lookup",
+            node=_ref(node),
+            target_node_id=target.hex(),
+            limit=limit,
+            time_limit=time_limit,
         )
         return [str(e) for e in result["enrs"]]
 
@@ -468,15 +481,38 @@ class ChainSafeHarness:
         result = await self.request("known_enrs", node=_ref(node))
         return [str(e) for e in result["enrs"]]
 
+    async def seed_tables(
+        self,
+        nodes: Sequence[int | ChainSafeNode] | None = None,
+        *,
+        sources: Sequence[int | ChainSafeNode] | None = None,
+    ) -> list[int]:
+        """Add the records of ``sources`` (default: all nodes) to the tables of ``nodes`` (all).
+
+        Uses ChainSafe's ``addEnr`` ("disconnected" entries), so no packet is sent and the
+        result is deterministic: each bucket keeps the first 16 records offered. This is the
+        fast way to build a big, fully discoverable ChainSafe network. Returns table sizes.
+        """
+        args: dict[str, Any] = {}
+        if nodes is not None:
+            args["nodes"] = [_ref(n) for n in nodes]
+        if sources is not None:
+            args["from"] = [_ref(n) for n in sources]
+        result = await self.request("seed_tables", **args)
+        return [int(n) for n in result["table_sizes"]]
+
     async def bootstrap(
         self,
         nodes: Sequence[int | ChainSafeNode] | None = None,
         *,
-        concurrency: int = 8,
+        concurrency: int = 1,
         time_limit: float | None = None,
     ) -> list[int]:
         """Run a lookup for its own id on each of ``nodes`` (default: all) to fill their tables.
 
+        Sequential by default: two ChainSafe nodes that make first contact with each other at
+        the same moment both end up with a broken session (crossed handshakes), and their
+        requests time out; concurrent bootstraps therefore run into 1-2 s timeouts.
         Returns the table size of each node afterwards, in the order given.
         """
         args: dict[str, Any] = {"concurrency": concurrency}
@@ -484,7 +520,7 @@ class ChainSafeHarness:
             args["nodes"] = [_ref(n) for n in nodes]
         if time_limit is None:
             count = len(self.nodes) if nodes is None else len(nodes)
-            time_limit = max(self._request_timeout, 30.0 + 2.0 * math.ceil(count / concurrency))
+            time_limit = max(self._request_timeout, 30.0 + 5.0 * math.ceil(count / concurrency))
         result = await self.request("bootstrap", time_limit=time_limit, **args)
         return [int(n) for n in result["table_sizes"]]
 

@@ -94,7 +94,7 @@ async def test_onion3_survives_relaying_byte_exact(chainsafe: ChainSafeHarness) 
     got = await chainsafe.find_node(a, relay.enr, [d])
     assert onion.enr in got
     assert set(got) <= {onion.enr, a.enr}  # a too, if it happens to be at distance d
-    record = ENR.from_text(onion.enr if onion.enr in got else "")
+    record = ENR.from_text(onion.enr)  # == the relayed text, so the relayed bytes
     assert record.to_rlp() == ENR.from_text(onion.enr).to_rlp()
     assert record.get("onion3") == onion.onion3.encode("ascii")
     assert record.onion3_problem is None
@@ -161,32 +161,50 @@ async def test_twenty_nodes_lookups_find_each_other(chainsafe: ChainSafeHarness)
     rest = await chainsafe.start(count=19, bootnodes=[boot.enr], with_onion3=0.25)
     nodes = [boot, *rest]
     everyone = {n.enr for n in nodes}
-    sizes = await chainsafe.bootstrap()
+    sizes = await chainsafe.bootstrap()  # one self-lookup per node, one node at a time
     assert len(sizes) == 20
-    assert min(sizes) >= 1
     assert sizes[0] == 19  # everyone handshaked with the bootnode
+    assert min(sizes) >= 1
 
-    # a lookup for a node's own id, run from a node that started knowing only the bootnode,
-    # finds that node first (it is at distance 0 from the target)
+    # a lookup for a node's id finds that node first (distance 0 to the target)
     for searcher, target in [(nodes[1], nodes[7]), (nodes[19], nodes[3]), (nodes[5], nodes[12])]:
         found = await chainsafe.lookup(searcher, target.node_id)
         assert found[0] == target.enr
         assert set(found) <= everyone
         assert searcher.enr not in found
+        assert len(found) == 16  # 19 others answered; the 16 closest are returned
 
-    # random lookups from one node reach (nearly) the whole network
+    # random lookups from a late node reach everybody else
     seen: set[str] = set()
 
     async def discover() -> bool:
-        seen.update(await chainsafe.lookup(nodes[10], secrets.token_bytes(32)))
-        return len(seen | {nodes[10].enr}) >= 18
+        seen.update(await chainsafe.lookup(nodes[19], secrets.token_bytes(32)))
+        return seen == everyone - {nodes[19].enr}
 
     assert await _eventually(discover, attempts=20)
-    assert seen <= everyone
-    # the onion records came through intact
-    for n in nodes:
-        if n.onion3 is not None and n.enr in seen:
+    for n in nodes:  # the onion records came through intact
+        if n.onion3 is not None:
             assert ENR.from_text(n.enr).onion3 == n.onion3
+
+
+async def test_seeded_network(chainsafe: ChainSafeHarness) -> None:
+    nodes = await chainsafe.start(count=60)
+    sizes = await chainsafe.seed_tables()
+    assert min(sizes) >= 16  # full buckets at distance 256 at least
+    assert await chainsafe.lookup(nodes[0], nodes[42].node_id, limit=1) == [nodes[42].enr]
+
+
+@pytest.mark.slow
+async def test_two_hundred_nodes_in_one_harness(chainsafe: ChainSafeHarness) -> None:
+    nodes = await chainsafe.start(count=200, with_onion3=0.1)
+    assert len({n.udp_port for n in nodes}) == 200
+    assert sum(n.onion3 is not None for n in nodes) == 20
+    sizes = await chainsafe.seed_tables()
+    assert min(sizes) >= 48  # buckets 256, 255, 254 full at least
+    got = await chainsafe.find_node(nodes[0], nodes[1].enr, [256])
+    assert len(got) == 15  # see test_full_table_nodes_quirk
+    for text in got:
+        assert log2_distance(ENR.from_text(text).node_id, nodes[1].node_id) == 256
 
 
 @pytest.mark.slow

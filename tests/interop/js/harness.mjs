@@ -17,12 +17,14 @@
 //   add_enr       {node, enr}                  -> {in_table}
 //   ping          {node, enr}                  -> {enr_seq, ip, port}
 //   find_node     {node, enr, distances}       -> {enrs}
-//   lookup        {node, target_node_id}       -> {enrs}
+//   lookup        {node, target_node_id, limit=16} -> {enrs}  (closest first)
 //   talk          {node, enr, protocol | protocol_hex, payload}      -> {response}
 //   register_talk {node | nodes, protocol | protocol_hex, response}  (response null: stay silent)
 //   talk_requests {node}                       -> {requests: [{from_node_id, protocol, payload}]}
 //   known_enrs    {node}                       -> {enrs}
-//   bootstrap     {nodes=all, concurrency=8}   -> {table_sizes}   (a self-lookup on each node)
+//   seed_tables   {nodes=all, from=all}        -> {table_sizes}   (addEnr of every "from" record;
+//                                                                  silent: no packets)
+//   bootstrap     {nodes=all, concurrency=1}   -> {table_sizes}   (a self-lookup on each node)
 //   stop          {nodes?}                     -> {stopped}; without "nodes" the harness exits.
 
 import { createInterface } from "node:readline";
@@ -235,7 +237,12 @@ async function startOne(index, opts) {
     bindAddrs: { ip4: bindAddr },
     transport,
     // enrUpdate off: PONG address votes must never rewrite the record under test.
-    config: { enrUpdate: false, ...opts.config },
+    // lookupNumResults high: ChainSafe's lookup sorts its peers with a broken comparator (the
+    // order comes out as reverse discovery order) and then keeps the first lookupNumResults,
+    // so with its default of 16 the closest peers are the ones dropped. Keeping all of them
+    // lets runLookup() pick the really closest ones. (Its lookups query every peer they learn
+    // of either way: the "enough results" early exit never triggers.)
+    config: { enrUpdate: false, lookupNumResults: 100000, ...opts.config },
   });
   await withTimeout(discv5.start(), START_TIMEOUT_MS, `starting node ${index}`);
   if (opts.port === 0) {
@@ -381,8 +388,9 @@ const commands = {
     if (typeof target !== "string" || !/^[0-9a-fA-F]{64}$/.test(target)) {
       throw new Error("target_node_id must be 64 hex characters");
     }
-    const enrs = await n.discv5.findNode(target.toLowerCase());
-    return { enrs: enrs.map((e) => e.encodeTxt()) };
+    const limit = args.limit ?? 16;
+    if (!Number.isInteger(limit) || limit < 1) throw new Error("limit must be a positive integer");
+    return { enrs: await runLookup(n, target.toLowerCase(), limit) };
   },
 
   async talk(args) {
@@ -412,17 +420,32 @@ const commands = {
     return { enrs: getNode(args).discv5.kadValues().map((e) => e.encodeTxt()) };
   },
 
+  async seed_tables(args) {
+    const targets = Array.isArray(args.nodes)
+      ? args.nodes.map((i) => getNode({ node: i }))
+      : nodes.filter((n) => n && !n.stopped);
+    const sources = Array.isArray(args.from)
+      ? args.from.map((i) => getNode({ node: i }))
+      : nodes.filter((n) => n && !n.stopped);
+    // addEnr inserts as "disconnected": no packets are sent, and a full bucket just refuses.
+    const records = sources.map((n) => ENR.decodeTxt(n.discv5.enr.encodeTxt()));
+    for (const n of targets) {
+      for (const r of records) if (r.nodeId !== n.discv5.enr.nodeId) n.discv5.addEnr(r);
+    }
+    return { table_sizes: targets.map((n) => n.discv5.kadValues().length) };
+  },
+
   async bootstrap(args) {
     const targets = Array.isArray(args.nodes)
       ? args.nodes.map((i) => getNode({ node: i }))
       : nodes.filter((n) => n && !n.stopped);
-    const concurrency = Math.max(1, args.concurrency ?? 8);
+    const concurrency = Math.max(1, args.concurrency ?? 1);
     let next = 0;
     const worker = async () => {
       while (next < targets.length) {
         const n = targets[next++];
         try {
-          await n.discv5.findNode(n.discv5.enr.nodeId);
+          await runLookup(n, n.discv5.enr.nodeId);
         } catch (e) {
           log(`bootstrap lookup on node ${n.index} failed: ${describeError(e)}`);
         }
@@ -441,6 +464,25 @@ const commands = {
     return { stopped: targets.map((n) => n.index) };
   },
 };
+
+/**
+ * ChainSafe's iterative lookup, with two ChainSafe quirks smoothed over:
+ * - with an empty table it sends nothing but only finishes at `lookupTimeout` (60 s): answer []
+ *   at once instead;
+ * - its result is not ordered by distance (its sort comparator only ever returns -1): sort the
+ *   records that answered by XOR distance to the target and keep the `limit` closest.
+ */
+async function runLookup(n, targetHex, limit = 16) {
+  if (n.discv5.kadValues().length === 0) return [];
+  const enrs = await n.discv5.findNode(targetHex);
+  const target = BigInt("0x" + targetHex);
+  const dist = (e) => BigInt("0x" + e.nodeId) ^ target;
+  return enrs
+    .map((e) => [dist(e), e.encodeTxt()])
+    .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+    .slice(0, limit)
+    .map((pair) => pair[1]);
+}
 
 async function stopNode(n) {
   if (!n || n.stopped || !n.discv5) return;

@@ -1,0 +1,272 @@
+"""What a crawl writes: nodes.json (go-ethereum's format), JSON Lines, enode lists, summary.
+
+Every enode emitted comes from a signature-verified record (so its public key is on the
+curve), of a node that answered us, with a checksum-valid onion3 address when it has one and a
+real TCP port. Records that cannot give such an enode are counted with the reason, never
+emitted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from enr import ENR, EnodeError, ENRError, enode_from_enr
+
+from ._frontier import CrawlEntry, Frontier
+
+__all__ = [
+    "Classification",
+    "NodesFileError",
+    "classify",
+    "entry_json",
+    "load_nodes_json",
+    "nodes_json",
+    "write_atomic",
+]
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class NodesFileError(ValueError):
+    """An existing nodes.json cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a crawled node is good for."""
+
+    onion_capable: bool
+    """The record has an ``onion3`` entry (valid or not)."""
+    onion3_status: str
+    """"valid", "absent", or "invalid: <reason>"."""
+    enode: str | None
+    """The valid enode to emit, or None."""
+    rejected: str | None
+    """Why no enode is emitted (None when one is)."""
+
+
+def classify(entry: CrawlEntry, record: ENR | None = None) -> Classification:
+    """Decide whether ``entry`` yields a valid enode, and why not if it does not."""
+    record = record or entry.enr()
+    raw = record.get("onion3")
+    problem = record.onion3_problem
+    status = "absent" if raw is None else ("valid" if problem is None else f"invalid: {problem}")
+    onion_capable = raw is not None
+    if not entry.live:
+        return Classification(onion_capable, status, None, "not live (never answered us)")
+    try:
+        enode = enode_from_enr(record)
+    except EnodeError as exc:
+        return Classification(onion_capable, status, None, str(exc))
+    problems = enode.problems()
+    if problems:
+        return Classification(onion_capable, status, None, "; ".join(problems))
+    return Classification(onion_capable, status, str(enode), None)
+
+
+def _utc(t: float | None) -> str | None:
+    if t is None:
+        return None
+    stamp = _dt.datetime.fromtimestamp(int(t), _dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def entry_json(entry: CrawlEntry, clock_offset: float = 0.0) -> dict[str, Any]:
+    """One JSON Lines object for a crawled node.
+
+    Args:
+        clock_offset: add to the crawl's (monotonic) times to get Unix time.
+    """
+    record = entry.enr()
+    c = classify(entry, record)
+    ip, udp, tcp = record.endpoint()
+
+    def at(t: float | None) -> str | None:
+        return None if t is None else _utc(t + clock_offset)
+
+    return {
+        "node_id": entry.node_id.hex(),
+        "enr": record.to_text(),
+        "seq": record.seq,
+        "ip": None if ip is None else str(ip),
+        "udp": udp,
+        "tcp": tcp,
+        "onion3": record.onion3,
+        "onion3_status": c.onion3_status,
+        "enode": c.enode,
+        "rejected": c.rejected,
+        "live": entry.live,
+        "first_seen": at(entry.first_seen),
+        "last_seen": at(entry.last_response),
+        "failure": entry.failure,
+    }
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync, rename over ``path``.
+
+    A crash leaves either the old file or the new one, never a partial file.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass(slots=True)
+class NodesFileEntry:
+    """One node of a nodes.json file."""
+
+    record: ENR
+    score: int = 0
+    first_response: str = _ZERO_TIME
+    last_response: str = _ZERO_TIME
+    last_check: str = _ZERO_TIME
+
+
+def load_nodes_json(path: str | os.PathLike[str]) -> dict[bytes, NodesFileEntry]:
+    """Read go-ethereum's crawler output (a JSON object keyed by node id).
+
+    Entries whose record is not a valid ``enr:`` record, or whose key does not match the
+    record's node id, are skipped (the crawler reports how many).
+
+    Raises:
+        NodesFileError: unreadable, not JSON, or not an object.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NodesFileError(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise NodesFileError(f"{os.fspath(path)} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NodesFileError(f"{os.fspath(path)}: expected a JSON object keyed by node id")
+    out: dict[bytes, NodesFileEntry] = {}
+    for key, value in data.items():
+        if not isinstance(value, dict) or not isinstance(value.get("record"), str):
+            continue
+        try:
+            record = ENR.from_text(value["record"])
+        except ENRError:
+            continue
+        if record.node_id.hex() != str(key).lower():
+            continue
+        out[record.node_id] = NodesFileEntry(
+            record,
+            int(value.get("score", 0) or 0),
+            str(value.get("firstResponse", _ZERO_TIME)),
+            str(value.get("lastResponse", _ZERO_TIME)),
+            str(value.get("lastCheck", _ZERO_TIME)),
+        )
+    return out
+
+
+def nodes_json(
+    frontier: Frontier,
+    previous: dict[bytes, NodesFileEntry],
+    clock_offset: float,
+) -> str:
+    """The merged nodes.json text (go-ethereum layout: 4-space indent, sorted keys).
+
+    Live nodes gain one point of score; previously known nodes that did not answer this
+    time lose half their score and are dropped at zero; nodes never heard from are not listed.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for node_id, old in previous.items():
+        entry = frontier.get(node_id)
+        if entry is not None and entry.live:
+            continue  # handled below with fresh data
+        checked = entry is not None and entry.last_check is not None
+        score = old.score // 2 if checked else old.score
+        if score <= 0:
+            continue
+        item: dict[str, Any] = {
+            "seq": old.record.seq,
+            "record": old.record.to_text(),
+            "score": score,
+            "firstResponse": old.first_response,
+            "lastResponse": old.last_response,
+            "lastCheck": (_utc(entry.last_check + clock_offset) if checked and entry
+                          and entry.last_check is not None else old.last_check),
+        }
+        out[node_id.hex()] = item
+    for entry in frontier.entries():
+        if not entry.live:
+            continue
+        record = entry.enr()
+        old_entry = previous.get(entry.node_id)
+        first = (old_entry.first_response if old_entry is not None
+                 and old_entry.first_response != _ZERO_TIME
+                 else _utc((entry.first_response or 0) + clock_offset))
+        out[entry.node_id.hex()] = {
+            "seq": record.seq,
+            "record": record.to_text(),
+            "score": (old_entry.score if old_entry is not None else 0) + 1,
+            "firstResponse": first,
+            "lastResponse": _utc((entry.last_response or 0) + clock_offset),
+            "lastCheck": _utc((entry.last_check or 0) + clock_offset),
+        }
+    for item in out.values():
+        if item["score"] == 0:
+            del item["score"]
+    return json.dumps(out, indent=4, sort_keys=True) + "\n"
+
+
+@dataclass(slots=True)
+class Summary:
+    """Totals for the end-of-crawl report."""
+
+    seen: int = 0
+    live: int = 0
+    onion_capable: int = 0
+    emitted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    rejected_nodes: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, entry: CrawlEntry, c: Classification, emitted: bool) -> None:
+        self.seen += 1
+        self.live += entry.live
+        if c.onion_capable:
+            self.onion_capable += 1
+            if not emitted and c.rejected is not None:
+                self.rejected[_reason_key(c)] += 1
+                self.rejected_nodes.append((entry.node_id.hex(), _reason_key(c)))
+        if emitted:
+            self.emitted += 1
+
+
+def _reason_key(c: Classification) -> str:
+    if c.onion3_status.startswith("invalid"):
+        return f"onion3 {c.onion3_status}"
+    return c.rejected or "unknown"
+
+
+def write_lines(stream: TextIO, lines: Iterable[str]) -> None:
+    """Write each line and flush (for pipes read live)."""
+    for line in lines:
+        stream.write(line + "\n")
+    stream.flush()
