@@ -344,9 +344,13 @@ class _Suite:
                     nursery.start_soon(b.serve)
                 for b in bystanders:
                     await b.ping_remote(self.remote, self.remote_address)
+                all_pinged = trio.Event()
+                for b in bystanders:
+                    b.on_pinged = lambda: (
+                        all_pinged.set() if all(x.pinged for x in bystanders) else None
+                    )
                 with trio.move_on_after(60):
-                    while sum(b.pinged for b in bystanders) < len(bystanders):
-                        await trio.sleep(0.1)
+                    await all_pinged.wait()
                 done = sum(b.pinged for b in bystanders)
                 if done < len(bystanders):
                     raise TestFailure(
@@ -382,7 +386,7 @@ class _Bystander:
         self.proto = Protocol(self.key, self.enr, Config(), rng=os.urandom)
         self.known: list[ENR] = []
         self.pinged = False
-        self._wakeup = trio.Event()
+        self.on_pinged: Callable[[], None] = lambda: None
 
     @classmethod
     async def open(cls, suite: _Suite, index: int) -> _Bystander:
@@ -400,6 +404,7 @@ class _Bystander:
             msg, peer = event.message, event.node
             if isinstance(msg, Ping):
                 self.pinged = True
+                self.on_pinged()
                 self.proto.send_response(peer, pong_for(msg, self.enr, peer.ip, peer.port))
             elif isinstance(msg, FindNode):
                 matches = [

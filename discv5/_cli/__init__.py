@@ -34,7 +34,7 @@ from ._common import (
 __all__ = ["GROUPS", "build_parser", "main"]
 
 #: Command groups, in ``--help`` order: modules of this package, each with ``register()``.
-GROUPS: Final = ("_enr", "_key", "_static", "_noderun", "_crawl")
+GROUPS: Final = ("_enr", "_key", "_static", "_noderun", "_crawl", "_sidecar")
 
 _PROG: Final = "discv5"
 _EPILOG: Final = """\
@@ -134,3 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line for the user, the traceback only on request
+        if os.environ.get("DISCV5_DEBUG"):
+            raise
+        _error(
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (this is a bug;"
+            " run with DISCV5_DEBUG=1 for the traceback and please report it)"
+        )
+        return EXIT_FAILURE

@@ -140,7 +140,7 @@ async def _crawl(args: argparse.Namespace, bootnodes: list[ENR], testnet: Testne
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(show_progress)
-                outcome = await crawler.run(bootnodes, timeout=args.timeout)
+                outcome = await crawler.run(bootnodes, time_limit=args.timeout)
                 nursery.cancel_scope.cancel()
             progress.clear()
             stats = node.statistics()

@@ -67,11 +67,13 @@ class Crawler:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def run(self, bootnodes: Sequence[ENR] = (), *, timeout: float | None = None
-                  ) -> CrawlOutcome:
+    async def run(
+        self, bootnodes: Sequence[ENR] = (), *, time_limit: float | None = None
+    ) -> CrawlOutcome:
         """Crawl from ``bootnodes`` (plus whatever the frontier already holds).
 
-        Returns when every known node has been asked, or when ``timeout`` seconds have passed.
+        Returns when every known node has been asked, or when ``time_limit`` seconds have
+        passed.
         """
         started = trio.current_time()
         now = started
@@ -79,7 +81,7 @@ class Crawler:
             if not self.frontier.add(record, now) and record.node_id in self.frontier:
                 self.frontier.requeue(record.node_id)  # known from a previous crawl: ask again
         completed = False
-        with trio.move_on_after(math.inf if timeout is None else timeout):
+        with trio.move_on_after(math.inf if time_limit is None else time_limit):
             async with trio.open_nursery() as nursery:
                 for _ in range(self.parallel):
                     nursery.start_soon(self._worker)

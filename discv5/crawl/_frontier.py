@@ -3,11 +3,12 @@
 Theory of operation. A crawl *enumerates* the DHT instead of random-walking it: every node we
 learn of is asked, with FINDNODE, for the contents of its buckets from the farthest distance
 (256, half of all ids) down. The first request also asks distance 0, so the node's own current
-record comes straight from it. A node is done when ``stop_after_stale`` requests in a row gave
-nothing new to the crawl (its closer buckets hold ever fewer nodes, which other nodes' far
-buckets cover), when a bucket comes back empty, or after ``max_requests`` requests. A node
-that does not answer a first contact gets one retry. A record counts as *live* only once its
-node itself answered us.
+record comes straight from it. Far buckets are full, so they are asked one at a time; once a
+bucket comes back sparse, the closer (sparser still) ones are asked three at a time. A node is
+done when ``stop_after_stale`` requests in a row gave nothing new to the crawl (its closer
+buckets hold ever fewer nodes, which other nodes' far buckets cover), when two requests in a
+row came back empty, or after ``max_requests`` requests. A node that does not answer a first
+contact gets one retry. A record counts as *live* only once its node itself answered us.
 
 The state stores records as their RLP bytes (about 200 bytes each) and a few numbers per
 node, so 100,000 nodes fit in tens of megabytes; decoded records are made only for the nodes
@@ -24,6 +25,13 @@ from enum import Enum
 from enr import ENR
 
 __all__ = ["CrawlEntry", "CrawlStats", "EntryState", "Frontier"]
+
+_DENSE = 8
+"""A bucket answer with at least this many records: ask the next distance alone."""
+_SPARSE_WIDTH = 3
+"""Distances per request once buckets are sparse."""
+_FULL_ANSWER = 16
+"""Records in a full FINDNODE answer (go-ethereum's limit)."""
 
 
 class EntryState(Enum):
@@ -45,10 +53,12 @@ class CrawlEntry:
     __slots__ = (
         "attempts",
         "distance",
+        "empty",
         "failure",
         "first_response",
         "first_seen",
         "last_check",
+        "last_count",
         "last_response",
         "live",
         "node_id",
@@ -78,6 +88,10 @@ class CrawlEntry:
         """Consecutive unanswered attempts (reset by an answer)."""
         self.stale = 0
         """Consecutive answers that brought nothing new."""
+        self.empty = 0
+        """Consecutive answers with no record at the distances asked."""
+        self.last_count = 0
+        """Records at the asked distances in the last answer."""
         self.failure: str | None = None
 
     def enr(self) -> ENR:
@@ -121,7 +135,7 @@ class Frontier:
         self,
         local_id: bytes,
         *,
-        stop_after_stale: int = 2,
+        stop_after_stale: int = 3,
         max_requests: int = 16,
         retries: int = 1,
     ) -> None:
@@ -163,7 +177,8 @@ class Frontier:
         entry = self._entries[node_id]
         if entry.state in (EntryState.DONE, EntryState.FAILED):
             entry.state = EntryState.QUEUED
-            entry.distance, entry.requests, entry.attempts, entry.stale = 256, 0, 0, 0
+            entry.distance, entry.requests, entry.attempts = 256, 0, 0
+            entry.stale = entry.empty = entry.last_count = 0
             self._queue.append(node_id)
 
     # --- scheduling -------------------------------------------------------------------------
@@ -199,9 +214,10 @@ class Frontier:
             return (0, entry.distance)
         if entry.distance < 1 or entry.requests >= self.max_requests:
             return None
-        if entry.stale >= self.stop_after_stale:
+        if entry.stale >= self.stop_after_stale or entry.empty >= 2:
             return None
-        return (entry.distance,)
+        width = 1 if entry.last_count >= _DENSE else _SPARSE_WIDTH
+        return tuple(range(entry.distance, max(entry.distance - width, 0), -1))
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -232,10 +248,13 @@ class Frontier:
                 new.append(record)
         asked = [d for d in distances if d]
         if asked:
-            entry.distance = min(asked) - 1
+            # A full answer to several distances may have cut the closer ones: go on from the
+            # next distance only.
+            saturated = in_bucket >= _FULL_ANSWER and len(asked) > 1
+            entry.distance = (max(asked) if saturated else min(asked)) - 1
         entry.stale = 0 if new else entry.stale + 1
-        if in_bucket == 0 and entry.requests > 1:
-            entry.stale = self.stop_after_stale  # an empty bucket: the closer ones are emptier
+        entry.empty = 0 if in_bucket else entry.empty + 1
+        entry.last_count = in_bucket
         return new
 
     def on_timeout(self, entry: CrawlEntry, now: float) -> bool:

@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import cast
 
 import pytest
 import rlp
@@ -304,6 +305,50 @@ async def test_slow_talk_handler_answered_in_time_with_default_config(
         assert await a.talk(b.local_enr, b"stuck", b"x") == b""
 
 
+async def test_talk_handler_returning_a_non_bytes_value_gets_an_empty_response(
+    autojump_clock: Clock,
+) -> None:
+    """A handler that breaks its contract by returning ``str`` or ``None`` is a failing
+    handler like one that raises: the peer gets an empty TALKRESP and the node stays up."""
+    net = FakeNetwork()
+
+    async def text(peer: NodeAddress, enr: ENR | None, payload: bytes) -> bytes:
+        return cast(bytes, "not bytes")
+
+    async def nothing(peer: NodeAddress, enr: ENR | None, payload: bytes) -> bytes:
+        return cast(bytes, None)
+
+    async with node_on(net, 1) as a, node_on(net, 2) as b:
+        b.register_talk_handler(b"text", text)
+        b.register_talk_handler(b"none", nothing)
+        assert await a.talk(b.local_enr, b"text", b"x") == b""
+        assert await a.talk(b.local_enr, b"none", b"x") == b""
+        assert (await a.ping(b.local_enr)).enr_seq == 1
+
+
+async def test_talk_response_too_large_for_a_packet_gets_an_empty_response(
+    autojump_clock: Clock,
+) -> None:
+    """A TALKRESP payload that cannot fit in one 1280-byte packet cannot be sent; the peer
+    must still get an answer (an empty one, as for any failing handler), not a timeout."""
+    net = FakeNetwork()
+
+    async def huge(peer: NodeAddress, enr: ENR | None, payload: bytes) -> bytes:
+        return b"x" * 2000
+
+    async def fits(peer: NodeAddress, enr: ENR | None, payload: bytes) -> bytes:
+        return b"y" * 1000
+
+    async with node_on(net, 1) as a, node_on(net, 2) as b:
+        b.register_talk_handler(b"huge", huge)
+        b.register_talk_handler(b"fits", fits)
+        assert await a.talk(b.local_enr, b"fits", b"") == b"y" * 1000
+        t0 = trio.current_time()
+        assert await a.talk(b.local_enr, b"huge", b"") == b""
+        assert trio.current_time() == t0
+        assert (await a.ping(b.local_enr)).enr_seq == 1
+
+
 async def test_talk_requests_beyond_max_talk_handlers_are_dropped(
     autojump_clock: Clock,
 ) -> None:
@@ -401,6 +446,29 @@ async def test_request_to_ourselves_is_rejected(autojump_clock: Clock) -> None:
             await a.talk(a.local_enr, b"p", b"")
         assert a.statistics().pending_requests == 0
         assert a.statistics().packets_out == 0
+
+
+async def test_too_many_requests_in_flight_to_one_node_are_rejected(
+    autojump_clock: Clock,
+) -> None:
+    net = FakeNetwork()
+    ghost = ENR.build(make_key(99), 1, ip="127.0.0.1", udp=9)
+    async with node_on(net, 1) as a:
+        limit = a.config.max_pending_requests_per_node
+        outcomes: list[type[Exception]] = []
+
+        async def ping() -> None:
+            try:
+                await a.ping(ghost)
+            except (RequestTimeout, RequestRejected) as exc:
+                outcomes.append(type(exc))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(limit + 2):
+                nursery.start_soon(ping)
+        assert outcomes.count(RequestRejected) == 2
+        assert outcomes.count(RequestTimeout) == limit
+        assert a.statistics().pending_requests == 0
 
 
 async def test_send_errors_are_counted_and_the_request_times_out(autojump_clock: Clock) -> None:
@@ -651,7 +719,7 @@ async def test_socket_errors_on_receive_do_not_stop_the_node(autojump_clock: Clo
 
 def _ping_plaintext(request_id: bytes, enr_seq: int) -> bytes:
     """PING message-pt built by hand, so the request-id length is not checked."""
-    return b"\x01" + rlp.encode([request_id, enr_seq])
+    return b"\x01" + bytes(rlp.encode([request_id, enr_seq]))
 
 
 async def test_nine_byte_request_id_in_a_valid_session_gets_no_reply(

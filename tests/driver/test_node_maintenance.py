@@ -6,8 +6,9 @@ second of wall time, and every run is the same.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from typing import cast
 
 import trio
 import trio.testing
@@ -64,7 +65,7 @@ def _keys_within(local: bytes, d: int, count: int, first_seed: int) -> list[Priv
     return _keys_where(local, lambda x: x <= d, count, first_seed)
 
 
-def true_closest(ids: list[bytes], target: bytes, k: int, exclude: bytes) -> list[bytes]:
+def true_closest(ids: Sequence[bytes], target: bytes, k: int, exclude: bytes) -> list[bytes]:
     return sorted((i for i in ids if i != exclude), key=lambda i: distance(i, target))[:k]
 
 
@@ -102,7 +103,6 @@ async def test_thirty_nodes_from_one_bootnode_reach_each_other(autojump_clock: C
     # Findings are collected while the nodes run and asserted once they are closed, so that a
     # failure reads as one assertion instead of 30 nested nursery exception groups.
     unreachable: list[tuple[int, int]] = []
-    lookups_needed = 0
     async with staggered_network(net, 30, 1) as nodes:
         ids = [n.node_id for n in nodes]
         first = nodes[0]
@@ -116,7 +116,6 @@ async def test_thirty_nodes_from_one_bootnode_reach_each_other(autojump_clock: C
             for j, other in enumerate(nodes):
                 if other is n or n.table.get(other.node_id) is not None:
                     continue
-                lookups_needed += 1
                 found = await n.lookup(other.node_id)
                 if not found or found[0] != other.local_enr:
                     unreachable.append((i, j))
@@ -127,7 +126,6 @@ async def test_thirty_nodes_from_one_bootnode_reach_each_other(autojump_clock: C
     # Everyone contacted the bootnode, which holds each of them (as entry or replacement).
     assert known_to_first == set(ids[1:])
     assert unreachable == []
-    assert lookups_needed > 0  # the tables alone did not cover everything
 
 
 async def test_thirty_node_lookups_return_the_closest_nodes(autojump_clock: Clock) -> None:
@@ -136,7 +134,9 @@ async def test_thirty_node_lookups_return_the_closest_nodes(autojump_clock: Cloc
     The closest k/2 must be exact. The far half of a k=16 result in a 30-node network lies at
     log distance 255-256 from the target, where go-ethereum-style answers are cut at 16
     records and full buckets hold the rest as replacements: neither the spec nor go-ethereum
-    promises those, so only their count and order are checked.
+    promises those, so only their count and order are checked. (With bootstrap doing only a
+    self lookup, nodes that joined next to the bootnode stay unknown to most of the network
+    until the first refresh, and the near half misses them too: see the newcomer test.)
     """
     net = FakeNetwork()
     config = Config()
@@ -145,8 +145,8 @@ async def test_thirty_node_lookups_return_the_closest_nodes(autojump_clock: Cloc
     results_ok: list[bool] = []
     async with staggered_network(net, 30, 1, config) as nodes:
         ids = [n.node_id for n in nodes]
-        index = {node_id: i for i, node_id in enumerate(ids)}
-        records = {n.node_id: n.local_enr for n in nodes}
+        index: dict[bytes, int] = {node_id: i for i, node_id in enumerate(ids)}
+        records: dict[bytes, ENR] = {n.node_id: n.local_enr for n in nodes}
         targets = seeded_rng(77)
         for i, n in enumerate(nodes):
             target = targets(32)
@@ -174,14 +174,16 @@ async def test_a_newcomer_next_to_its_bootnode_learns_more_than_the_bootnode(
     net = FakeNetwork()
     async with staggered_network(net, 16, 300) as nodes:
         boot = nodes[0]
-        (key,) = _keys_within(boot.node_id, 250, 1, first_seed=7000)
+        (key,) = _keys_within(boot.node_id, 248, 1, first_seed=7000)
+        # The scenario: the bootnode has nobody in the buckets next to the newcomer.
+        boot_buckets = [b.distance for b in boot.table.buckets]
         async with node_on(net, 7000, key=key, maintain=True,
                            bootnodes=(boot.local_enr,)) as newcomer:
-            for _ in range(60):
-                await trio.sleep(1)
-                print("SIZE", trio.current_time(), len(newcomer.table), log_distance(newcomer.node_id, boot.node_id))
+            await trio.sleep(60)
             size = len(newcomer.table)
-    assert log_distance(newcomer.node_id, boot.node_id) <= 250
+            distance_to_boot = log_distance(newcomer.node_id, boot.node_id)
+    assert distance_to_boot <= 248
+    assert min(boot_buckets) > distance_to_boot + 1
     assert size >= 8
 
 
@@ -215,7 +217,7 @@ async def test_bootstrap_without_peers_marks_the_table_bootstrapped(
         assert a.table.get(b.node_id) is None
         assert await a.bootstrap() == 0
         assert a.table.bootstrapped
-        # Now it is, after a new handshake (a different endpoint's session: a new node).
+        # From now on a new contact is admitted, and checked right away.
         async with node_on(net, 3) as c:
             await c.ping(a.local_enr)
             await trio.sleep(5)
@@ -240,7 +242,10 @@ async def test_random_walk_yields_each_node_once(autojump_clock: Clock) -> None:
         expected = {boot.node_id} | {n.node_id for n in others}
         seen: list[bytes] = []
         with trio.move_on_after(600):
-            async with aclosing(walker.random_walk()) as walk:
+            # random_walk() is an async generator: close it explicitly (it is annotated as a
+            # plain AsyncIterator, hence the cast).
+            walk_gen = cast("AsyncGenerator[ENR, None]", walker.random_walk())
+            async with aclosing(walk_gen) as walk:
                 async for record in walk:
                     seen.append(record.node_id)
                     if set(seen) >= expected:

@@ -428,7 +428,7 @@ const commands = {
       ? args.from.map((i) => getNode({ node: i }))
       : nodes.filter((n) => n && !n.stopped);
     // addEnr inserts as "disconnected": no packets are sent, and a full bucket just refuses.
-    const records = sources.map((n) => ENR.decodeTxt(n.discv5.enr.encodeTxt()));
+    const records = sources.map((n) => n.discv5.enr.toENR());
     for (const n of targets) {
       for (const r of records) if (r.nodeId !== n.discv5.enr.nodeId) n.discv5.addEnr(r);
     }
