@@ -80,9 +80,10 @@ class Config:
     random time up to 30 minutes)."""
 
     # --- the driver ---
-    talk_handler_timeout: float = 1.0
-    """Time a TALKREQ handler may take before the request is answered with an empty response
-    (go-ethereum asks handlers to reply within ~200 ms)."""
+    talk_handler_timeout: float = 0.5
+    """Time a TALKREQ handler may take before the request is answered with an empty response;
+    below the requester's request_timeout (0.7 s) so the answer still counts (go-ethereum asks
+    handlers to reply within ~200 ms)."""
     max_talk_handlers: int = 1024
     """TALKREQ handlers running at once; requests beyond this are dropped (go-ethereum)."""
     ip_vote_min_votes: int = 10

@@ -23,7 +23,15 @@ import random
 import socket as _stdsocket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -352,10 +360,15 @@ class Node:
             if record.node_id != self.node_id:
                 self.table.add(record, now)
         await self.lookup(self.node_id)
+        # A self lookup only asks for buckets near our own id; a node that joins next to its
+        # bootnode finds them empty. Random lookups fill the far buckets, as go-ethereum's
+        # first refresh does (one self lookup, three random ones).
+        for _ in range(3):
+            await self.lookup()
         self.table.mark_bootstrapped()
         return len(self.table)
 
-    async def random_walk(self) -> AsyncIterator[ENR]:
+    async def random_walk(self) -> AsyncGenerator[ENR, None]:
         """Random lookups forever, yielding each node the first time it is seen."""
         seen: set[bytes] = set()
         while True:
@@ -465,14 +478,19 @@ class Node:
         try:
             with trio.move_on_after(self.config.talk_handler_timeout):
                 response = await handler(event.node, event.enr, message.request)
-        except Exception:
+        except Exception:  # a user's handler must not take the node down
             response = b""
         finally:
             self._talk_running -= 1
+        if not isinstance(response, bytes):
+            response = b""  # a handler returning anything else is a handler bug: answer empty
         try:
             self._proto.send_response(event.node, TalkResponse(message.request_id, response))
         except LocalProtocolError:
-            return  # the session was evicted meanwhile; the peer will ask again
+            if self._proto.session(event.node) is None:
+                return  # the session was evicted meanwhile; the peer will ask again
+            # Too large for one packet: the protocol still owes the peer an answer.
+            self._proto.send_response(event.node, TalkResponse(message.request_id, b""))
         self._pump()
 
     def _fetch_record(self, enr: ENR, address: Address | None) -> None:

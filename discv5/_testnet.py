@@ -179,12 +179,10 @@ async def open_testnet(
             async with limiter:
                 await member.node.bootstrap([boot])
 
+        # Each join is a self lookup and three random lookups (Node.bootstrap); every node it
+        # asks learns of the joiner and checks it, so later joiners are known to many.
         async with trio.open_nursery() as nursery:
             for member in members[1:]:
-                nursery.start_soon(join, member)
-        # A second round lets early joiners learn about the later ones.
-        async with trio.open_nursery() as nursery:
-            for member in members:
                 nursery.start_soon(join, member)
         say(f"test network of {count} nodes is up ({len(onion_indexes)} with onion3)")
         yield Testnet(tuple(members))

@@ -110,10 +110,16 @@ def _check_host(host: str) -> str:
             raise EnodeError(f"invalid onion3 host: {problem}")
         return host
     try:
-        return str(ipaddress.ip_address(host))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         pass
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)  # go-ethereum treats ::ffff:a.b.c.d as a.b.c.d
+        return str(ip)
     name = host[:-1] if host.endswith(".") else host
+    if name and all(label.isdigit() for label in name.split(".")):
+        raise EnodeError(f"invalid IP address {host!r}")
     if not name or len(host) > 253 or not all(_DNS_LABEL_RE.fullmatch(x) for x in name.split(".")):
         raise EnodeError(f"invalid host {host!r}")
     return host
@@ -135,11 +141,12 @@ def parse_enode(url: str) -> Enode:
     key_text, at, hostport = rest.partition("@")
     if not at:
         key_text, _, _ = rest.partition("?")
-    if not _HEX_RE.fullmatch(key_text):
+    if len(key_text) != 128:
         raise EnodeError(
-            f"invalid public key (wrong length or not hex: {len(key_text)} characters,"
-            " want 128 hex chars)"
+            f"invalid public key (wrong length: {len(key_text)} characters, want 128 hex chars)"
         )
+    if not _HEX_RE.fullmatch(key_text):
+        raise EnodeError("invalid public key (not hex: want 128 hex chars)")
     try:
         public_key = PublicKey.from_bytes(bytes.fromhex(key_text))
     except InvalidPublicKey:

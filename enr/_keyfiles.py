@@ -71,6 +71,8 @@ def read_nodekey(path: str | os.PathLike[str]) -> PrivateKey:
         text = Path(path).read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read node key {os.fspath(path)}: {exc.strerror}") from None
+    if text[:2] in (b"0x", b"0X"):
+        raise KeyFileError("node key must be 64 hex characters without a '0x' prefix")
     head, tail = text[:64], text[64:]
     if tail.strip(b" \t\r\n"):
         raise KeyFileError("node key file has data after the 64 hex characters")

@@ -105,10 +105,9 @@ def _run(args: argparse.Namespace) -> int:
                 if not args.once:
                     await sidecar.run_forever()
                 missing = await sidecar.run_once(args.timeout)
-                if settings.rpc and sidecar.rpc_pending:
-                    with trio.move_on_after(10):
-                        while sidecar.rpc_pending:
-                            await trio.sleep(0.2)
+                if settings.rpc:
+                    with trio.move_on_after(10):  # give the relay's RPC a moment to catch up
+                        await sidecar.wait_rpc_idle()
                 nursery.cancel_scope.cancel()
             if missing:
                 log("error", "timeout", missing=sorted(missing))

@@ -125,6 +125,8 @@ class Sidecar:
         self._rpc_pending: list[str] = []
         self._rpc_sent: set[str] = set()
         self._rpc_wakeup = trio.Event()
+        self._rpc_idle = trio.Event()
+        self._rpc_idle.set()
         self.rpc_added: list[str] = []
         self.rpc_failed: dict[str, str] = {}
 
@@ -214,6 +216,7 @@ class Sidecar:
             if enode not in self._rpc_sent and enode not in self._rpc_pending:
                 self._rpc_pending.append(enode)
         if self._rpc_pending:
+            self._rpc_idle = trio.Event()
             self._rpc_wakeup.set()
 
     async def rpc_loop(self) -> None:
@@ -253,6 +256,11 @@ class Sidecar:
                 self.log("info", "rpc-peer-added", enode=enode, result=ok,
                          method="admin_addTrustedPeer" if self.settings.trusted
                          else "admin_addPeer")
+            self._rpc_idle.set()
+
+    async def wait_rpc_idle(self) -> None:
+        """Return once every queued enode has been sent (or refused) through the RPC."""
+        await self._rpc_idle.wait()
 
     @property
     def rpc_pending(self) -> list[str]:

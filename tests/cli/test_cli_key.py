@@ -193,7 +193,7 @@ def test_to_enode_record_errors(cli: Runner, eip778_nodekey: Path) -> None:
         (["--nodekey", "{key}", "--no-onion", "--host", "1.2.3.4"], 2, "--no-onion"),
         (["--nodekey", "{key}", "--host", "1.2.3.4:30303"], 2, "port with --tcp"),
         (["--nodekey", "{key}", "--host", "bad_host!"], 2, "invalid host"),
-        (["--nodekey", "{key}", "--host", "10.0.1"], 2, "not an IPv4 address"),
+        (["--nodekey", "{key}", "--host", "10.0.1"], 2, "invalid IP address"),
         (["--nodekey", "{key}", "--host", "a" * 56 + ".onion"], 2, "invalid onion3 host"),
         (["--nodekey", "{key}", "--host", "1.2.3.4", "--tcp", "0"], 2, "port must be"),
         (["--nodekey", "{key}", "--host", "1.2.3.4", "--onion-dir", "x"], 2, "not allowed"),

@@ -103,7 +103,7 @@ KEY = valid_enode(7)[len("enode://") :].partition("@")[0]
         (f"enode://{KEY}@10.0.0.1:70000", "invalid port"),
         (f"enode://{KEY}@10.0.0.1", "missing ':<port>'"),
         (f"enode://{KEY}@bad_host!:30303", "invalid host"),
-        (f"enode://{KEY}@1.2.3:30303", "not an IPv4 address"),
+        (f"enode://{KEY}@1.2.3:30303", "invalid IP address"),
         (f"enode://{KEY}@0.0.0.0:30303", "unspecified address"),
         (f"enode://{KEY}@224.0.0.1:30303", "multicast address"),
         (f"enode://{KEY}@{'a' * 56}.onion:30303", "invalid onion3 host"),

@@ -142,6 +142,9 @@ async def test_errors_are_replies(chainsafe: ChainSafeHarness) -> None:
         with pytest.raises(HarnessError, match="RPC failure"):
             await chainsafe.find_node(a, silent, [256])
     assert await chainsafe.enr(a) == a.enr
+    await chainsafe.stop_nodes([a])
+    with pytest.raises(HarnessError, match="node 0 is stopped"):
+        await chainsafe.enr(a)
 
 
 async def test_port_below_256_quirk(chainsafe: ChainSafeHarness) -> None:
