@@ -165,6 +165,7 @@ class Node:
         self._timer_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._fetching: set[bytes] = set()
+        self._bootnodes: list[ENR] = []
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -359,6 +360,8 @@ class Node:
         for record in bootnodes:
             if record.node_id != self.node_id:
                 self.table.add(record, now)
+                if record not in self._bootnodes:
+                    self._bootnodes.append(record)
         await self.lookup(self.node_id)
         # A self lookup only asks for buckets near our own id; a node that joins next to its
         # bootnode finds them empty. Random lookups fill the far buckets, as go-ethereum's
@@ -538,7 +541,18 @@ class Node:
             self.table.mark_failed(record.node_id, trio.current_time())
 
     async def _refresh_loop(self) -> None:
+        retry = _EMPTY_TABLE_RETRY
         while True:
+            if len(self.table) == 0 and self._bootnodes:
+                # Everyone we knew failed (or the bootnodes were unreachable when we started):
+                # go back to the bootnodes soon, backing off, instead of staying isolated until
+                # the next refresh (go-ethereum reloads its seed nodes the same way).
+                await trio.sleep(retry)
+                retry = min(retry * 2, self.config.refresh_interval)
+                if len(self.table) == 0:
+                    await self.bootstrap(self._bootnodes)
+                continue
+            retry = _EMPTY_TABLE_RETRY
             await trio.sleep(self.config.refresh_interval * (0.5 + self._random.random() / 2))
             await self.lookup(self.node_id)
             for _ in range(3):
@@ -546,6 +560,8 @@ class Node:
 
 
 _RECEIVE_BUFFER = 4 * 1024 * 1024
+_EMPTY_TABLE_RETRY = 1.0
+"""First wait before going back to the bootnodes when the table is empty (then doubling)."""
 
 
 class _TrioUDPSocket:

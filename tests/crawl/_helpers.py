@@ -29,8 +29,8 @@ from discv5 import (
     DatagramSocket,
     FindNode,
     Node,
-    NodeStatistics,
     Nodes,
+    NodeStatistics,
     Ping,
     Pong,
     Protocol,
@@ -52,8 +52,8 @@ __all__ = [
     "fake_network",
     "key_for",
     "keys_at_distance",
-    "onion_for",
     "onion_enodes",
+    "onion_for",
     "signed_record",
 ]
 
@@ -333,8 +333,10 @@ def assert_valid_onion_enodes(enodes: Iterable[str], frontier: Frontier | None =
     for text in enodes:
         enode = parse_enode(text)
         assert enode.host_kind == "onion3", text
-        assert enode.tcp is not None and enode.tcp > 0, text
+        assert enode.tcp is not None, text
+        assert enode.tcp > 0, text
         assert not enode.problems(), text
         if frontier is not None:
             entry = frontier.get(enode.node_id)
-            assert entry is not None and entry.live, text
+            assert entry is not None, text
+            assert entry.live, text

@@ -94,33 +94,35 @@ async def test_crawl_finds_every_node_and_exactly_the_onion_enodes(
         member = next(m for m in members if m.record.node_id == entry.node_id)
         assert c.onion_capable == (member.kind == "onion")
         if member.kind == "plain":
-            assert c.enode is None and c.rejected is not None and "tcp" in c.rejected
+            assert c.enode is None
+            assert c.rejected is not None
+            assert "tcp" in c.rejected
     # Enumeration is cheap: a handful of requests per node, far below max_requests.
     assert s.requests <= 6 * len(ids)
 
 
 async def test_concurrency_is_bounded_by_parallel(autojump_clock: Clock) -> None:
     net = FakeNetwork(seed=2)
-    async with fake_network(net, 24, first_seed=3000) as members:
-        async with open_node(key_for(2), sock=net.socket(), seq=1, rng=seeded_rng(8),
-                             maintain=False) as node:
-            in_flight = peak = 0
-            real_find_node = node.find_node
+    async with fake_network(net, 24, first_seed=3000) as members, open_node(
+        key_for(2), sock=net.socket(), seq=1, rng=seeded_rng(8), maintain=False
+    ) as node:
+        in_flight = peak = 0
+        real_find_node = node.find_node
 
-            async def counting_find_node(enr: ENR, distances: Iterable[int],
-                                         **kw: Any) -> list[ENR]:
-                nonlocal in_flight, peak
-                in_flight += 1
-                peak = max(peak, in_flight)
-                try:
-                    await trio.sleep(0.05)  # keep requests overlapping in virtual time
-                    return await real_find_node(enr, distances, **kw)
-                finally:
-                    in_flight -= 1
+        async def counting_find_node(enr: ENR, distances: Iterable[int],
+                                     **kw: Any) -> list[ENR]:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await trio.sleep(0.05)  # keep requests overlapping in virtual time
+                return await real_find_node(enr, distances, **kw)
+            finally:
+                in_flight -= 1
 
-            node.find_node = counting_find_node  # type: ignore[method-assign]
-            crawler = Crawler(node, parallel=3)
-            outcome = await crawler.run([members[0].record], time_limit=600)
+        node.find_node = counting_find_node  # type: ignore[method-assign]
+        crawler = Crawler(node, parallel=3)
+        outcome = await crawler.run([members[0].record], time_limit=600)
     assert outcome.completed
     assert peak == 3
     assert {e.node_id for e in crawler.frontier.entries() if e.live} == {
@@ -146,12 +148,14 @@ async def test_the_newest_record_of_each_node_is_kept(autojump_clock: Clock) -> 
         changed = members[5]
         new_record = changed.node.update_enr(tcp=40404)
         assert new_record.seq == 2
-        crawler, outcome, _ = await crawl_from(net, [members[0].record])
+        crawler, _outcome, _ = await crawl_from(net, [members[0].record])
         others = [m.node.table.get(new_record.node_id) for m in members if m is not changed]
         assert any(r is not None and r.seq == 1 for r in others)  # tables hold the old one
     entry = crawler.frontier.get(new_record.node_id)
-    assert entry is not None and entry.live
-    assert entry.seq == 2 and entry.enr() == new_record
+    assert entry is not None
+    assert entry.live
+    assert entry.seq == 2
+    assert entry.enr() == new_record
     assert classify(entry).enode == str(enode_from_enr(new_record))
     assert ":40404?discport=" in str(classify(entry).enode)
     assert onion_enodes(crawler.frontier) == expected_onion(members)
@@ -184,10 +188,13 @@ async def test_a_first_contact_timeout_is_retried_once(autojump_clock: Clock) ->
     f = crawler.frontier
     assert outcome.completed
     first, second = f.get(once.node_id), f.get(twice.node_id)
-    assert first is not None and second is not None
-    assert first.live and first.state is EntryState.DONE
+    assert first is not None
+    assert second is not None
+    assert first.live
+    assert first.state is EntryState.DONE
     assert classify(first).enode == str(enode_from_enr(once.record))
-    assert not second.live and second.state is EntryState.FAILED  # two timeouts: given up
+    assert not second.live
+    assert second.state is EntryState.FAILED
     assert classify(second).enode is None
     assert f.stats.retries == 2
     assert f.stats.timeouts == 3
@@ -213,7 +220,7 @@ async def test_live_means_the_node_itself_answered(autojump_clock: Clock) -> Non
     relayer = Relayer(key_for(6999), net.socket(), rng_seed=3)
     async with trio.open_nursery() as nursery:
         await nursery.start(relayer.serve)
-        crawler, outcome, _ = await crawl_from(net, [relayer.record], parallel=4)
+        crawler, _outcome, _ = await crawl_from(net, [relayer.record], parallel=4)
         nursery.cancel_scope.cancel()
     f = crawler.frontier
     relayed = [f.get(r.node_id) for r in gone]
@@ -221,9 +228,11 @@ async def test_live_means_the_node_itself_answered(autojump_clock: Clock) -> Non
     assert found, "the relayer's records were not learned"
     for entry in found:
         assert not entry.live
-        assert entry.state is EntryState.FAILED and entry.failure == "no answer"
+        assert entry.state is EntryState.FAILED
+        assert entry.failure == "no answer"
         c = classify(entry)
-        assert c.onion_capable and c.enode is None
+        assert c.onion_capable
+        assert c.enode is None
         assert c.rejected == "not live (never answered us)"
     assert onion_enodes(f) == set()
     assert f.failures == {"no answer": len(found)}
@@ -254,16 +263,25 @@ async def test_records_that_cannot_be_contacted_or_give_no_enode(autojump_clock:
     assert outcome.completed
     entries = {r.node_id: f.get(r.node_id) for r in (bad.record, notcp.record, tor_only)}
     e_bad, e_notcp, e_tor = (entries[r.node_id] for r in (bad.record, notcp.record, tor_only))
-    assert e_bad is not None and e_notcp is not None and e_tor is not None
-    assert e_bad.live and e_notcp.live
+    assert e_bad is not None
+    assert e_notcp is not None
+    assert e_tor is not None
+    assert e_bad.live
+    assert e_notcp.live
     c = classify(e_bad)
-    assert c.onion_capable and c.enode is None
+    assert c.onion_capable
+    assert c.enode is None
     assert c.onion3_status == "invalid: onion address checksum mismatch"
-    assert c.rejected is not None and "onion3" in c.rejected
+    assert c.rejected is not None
+    assert "onion3" in c.rejected
     c = classify(e_notcp)
-    assert c.onion_capable and c.enode is None and c.onion3_status == "valid"
-    assert c.rejected is not None and "tcp" in c.rejected
-    assert not e_tor.live and e_tor.state is EntryState.FAILED
+    assert c.onion_capable
+    assert c.enode is None
+    assert c.onion3_status == "valid"
+    assert c.rejected is not None
+    assert "tcp" in c.rejected
+    assert not e_tor.live
+    assert e_tor.state is EntryState.FAILED
     assert f.failures == {"record has no IP address and UDP port": 1}
     assert classify(e_tor).enode is None
     assert all_enodes(f) == set()
@@ -293,13 +311,15 @@ async def test_a_second_run_over_the_same_frontier_revalidates_the_bootnodes(
     async with fake_network(net, 10, first_seed=9000) as members:
         crawler, first, _ = await crawl_from(net, [members[0].record])
         frontier = crawler.frontier
-        assert first.completed and frontier.stats.live == 10
+        assert first.completed
+        assert frontier.stats.live == 10
         requests = frontier.stats.requests
         again, second, _ = await crawl_from(net, [members[0].record], frontier=frontier, seed=2)
     assert again.frontier is frontier
     assert second.completed
     assert frontier.stats.requests > requests  # the bootnode was asked again
-    assert frontier.stats.seen == 10 and frontier.stats.live == 10
+    assert frontier.stats.seen == 10
+    assert frontier.stats.live == 10
     assert onion_enodes(frontier) == expected_onion(members)
 
 

@@ -49,7 +49,8 @@ def test_add_learns_each_node_once() -> None:
     assert f.add(b, 0.0) is True
     assert f.add(a, 1.0) is False
     assert len(f) == 2
-    assert a.node_id in f and b.node_id in f
+    assert a.node_id in f
+    assert b.node_id in f
     assert f.stats.seen == 2
     assert f.queued == 2
     entry = f.get(a.node_id)
@@ -88,14 +89,18 @@ def test_newest_seq_wins() -> None:
     assert f.add(rec(1, seq=2, tcp=1111), 1.0) is False  # older: ignored
     entry = f.get(rec(1).node_id)
     assert entry is not None
-    assert entry.seq == 3 and entry.enr() == rec(1, seq=3)
+    assert entry.seq == 3
+    assert entry.enr() == rec(1, seq=3)
     assert f.stats.updated_records == 0
     assert f.add(rec(1, seq=7, tcp=2222), 2.0) is False  # newer: replaces, still one node
-    assert entry.seq == 7 and entry.enr() == rec(1, seq=7, tcp=2222)
+    assert entry.seq == 7
+    assert entry.enr() == rec(1, seq=7, tcp=2222)
     assert f.stats.updated_records == 1
     assert f.add(rec(1, seq=7, tcp=2222), 3.0) is False  # same again: nothing changes
     assert f.stats.updated_records == 1
-    assert len(f) == 1 and f.stats.seen == 1 and f.queued == 1
+    assert len(f) == 1
+    assert f.stats.seen == 1
+    assert f.queued == 1
 
 
 def test_newest_seq_wins_whoever_reports_it() -> None:
@@ -108,12 +113,14 @@ def test_newest_seq_wins_whoever_reports_it() -> None:
     # and an older one of itself is ignored in favour of what we hold.
     answer(f, first, [rec(1, seq=1), rec(2, seq=4)])
     second = f.get(rec(2).node_id)
-    assert second is not None and second.seq == 4
+    assert second is not None
+    assert second.seq == 4
     # Node 2 answers with its own record at distance 0, newer still.
     entry = take(f)
     assert entry is second
     answer(f, entry, [rec(2, seq=5, tcp=30303)])
-    assert second.seq == 5 and second.enr().tcp == 30303
+    assert second.seq == 5
+    assert second.enr().tcp == 30303
     assert f.stats.updated_records == 2
 
 
@@ -298,7 +305,8 @@ def test_live_only_once_the_node_itself_answered() -> None:
     f.add(rec(1), 0.0)
     entry = take(f)
     answer(f, entry, [rec(1), rec(2), rec(3)], now=5.0)
-    assert entry.live and f.stats.live == 1
+    assert entry.live
+    assert f.stats.live == 1
     assert (entry.first_response, entry.last_response, entry.last_check) == (5.0, 5.0, 5.0)
     for seed in (2, 3):  # known from node 1's answer only
         other = f.get(rec(seed).node_id)
@@ -337,10 +345,13 @@ def test_a_retry_that_is_answered_makes_the_node_live() -> None:
     entry = take(f)
     assert f.on_timeout(entry, 1.0) is True
     answer(f, entry, [rec(1)], now=2.0)
-    assert entry.live and entry.attempts == 0 and entry.failure is None
+    assert entry.live
+    assert entry.attempts == 0
+    assert entry.failure is None
     f.finish(entry)
     assert entry.state is EntryState.DONE
-    assert f.stats.failed == 0 and not f.failures
+    assert f.stats.failed == 0
+    assert not f.failures
     assert (f.stats.timeouts, f.stats.retries, f.stats.requests) == (1, 1, 2)
 
 
@@ -352,7 +363,8 @@ def test_a_live_node_that_times_out_later_is_not_retried() -> None:
     assert f.on_timeout(entry, 3.0) is False
     assert entry.failure is None
     f.finish(entry)
-    assert entry.state is EntryState.DONE and entry.live
+    assert entry.state is EntryState.DONE
+    assert entry.live
     assert f.stats.retries == 0
     assert f.stats.failed == 0
 
@@ -406,7 +418,8 @@ def test_requeue_asks_a_finished_node_again_from_the_top() -> None:
     assert f.finished
     f.requeue(entry.node_id)
     assert entry.state is EntryState.QUEUED
-    assert f.queued == 1 and not f.finished
+    assert f.queued == 1
+    assert not f.finished
     again = take(f)
     assert again is entry
     assert f.next_distances(again) == (0, 256)
@@ -434,7 +447,8 @@ def test_add_does_not_requeue_a_known_node() -> None:
     answer(f, entry, [])
     f.finish(entry)
     f.add(rec(1, seq=2), 1.0)
-    assert f.queued == 0 and entry.state is EntryState.DONE
+    assert f.queued == 0
+    assert entry.state is EntryState.DONE
     assert entry.seq == 2
 
 
@@ -453,7 +467,8 @@ def test_a_requeued_failed_node_that_answers_is_no_longer_failed() -> None:
     entry = take(f)
     answer(f, entry, [rec(1)], now=3.0)
     f.finish(entry)
-    assert entry.live and entry.state is EntryState.DONE
+    assert entry.live
+    assert entry.state is EntryState.DONE
     assert entry.failure is None
     assert f.stats.failed == 0
     assert not f.failures
@@ -489,7 +504,8 @@ def test_requeue_revalidates_liveness() -> None:
     entry = take(f)
     answer(f, entry, [record])
     f.finish(entry)
-    assert entry.live and classify(entry).enode is not None
+    assert entry.live
+    assert classify(entry).enode is not None
     f.requeue(entry.node_id)
     entry = take(f)
     assert f.on_timeout(entry, 5.0) is True  # first contact of this round: one retry

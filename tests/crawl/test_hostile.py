@@ -23,7 +23,7 @@ import pytest
 import trio
 import trio.testing
 
-from discv5 import FindNode, NodeStatistics, Nodes, log_distance, open_node
+from discv5 import FindNode, Nodes, NodeStatistics, log_distance, open_node
 from discv5.crawl import Crawler, CrawlOutcome, Frontier, classify
 from enr import ENR
 
@@ -242,7 +242,9 @@ async def test_peers_that_never_answer(autojump_clock: Clock) -> None:
     f = result.frontier
     for peer in peers:
         entry = f.get(peer.node_id)
-        assert entry is not None and not entry.live and entry.failure == "no answer"
+        assert entry is not None
+        assert not entry.live
+        assert entry.failure == "no answer"
         assert peer.datagrams_received == 2  # one first-contact packet per attempt
     assert f.failures == {"no answer": 6}
     assert (f.stats.timeouts, f.stats.retries, f.stats.failed) == (12, 6, 6)
@@ -280,7 +282,8 @@ async def test_peers_that_lie_about_total_and_stop_early(autojump_clock: Clock) 
     f = result.frontier
     for peer in peers:
         entry = f.get(peer.node_id)
-        assert entry is not None and not entry.live
+        assert entry is not None
+        assert not entry.live
         assert len(peer.findnode_requests) == 2  # first contact + retry
     assert len(f) == HONEST + len(peers)  # nothing from the unfinished answers
     assert f.failures == {"no answer": 4}
@@ -310,12 +313,15 @@ async def test_peers_that_lie_about_total_and_keep_sending(autojump_clock: Clock
     assert result.stats.drops.get("unsolicited-response", 0) == 35 * answered
     for peer in peers:
         entry = f.get(peer.node_id)
-        assert entry is not None and entry.live
+        assert entry is not None
+        assert entry.live
     learned = {e.node_id for e in f.entries()} & made_up
     assert learned, "the phantom records were not learned at all"
     for node_id in learned:
         entry = f.get(node_id)
-        assert entry is not None and not entry.live and classify(entry).enode is None
+        assert entry is not None
+        assert not entry.live
+        assert classify(entry).enode is None
     assert f.failures == {"no answer": len(learned)}
     assert len(f) <= HONEST + len(peers) + len(made_up)
 
@@ -344,7 +350,8 @@ async def test_peers_that_flood_thousands_of_records(autojump_clock: Clock) -> N
     assert result.counters["records_rejected"] > 0
     for entry in f.entries():
         if entry.node_id in made_up:
-            assert not entry.live and classify(entry).enode is None
+            assert not entry.live
+            assert classify(entry).enode is None
     assert set(f.failures) <= {"no answer"}
 
 
@@ -382,11 +389,13 @@ async def test_peers_that_point_at_nodes_that_do_not_exist(autojump_clock: Clock
     assert len(learned) >= 20
     for peer in peers:
         entry = f.get(peer.node_id)
-        assert entry is not None and entry.live
+        assert entry is not None
+        assert entry.live
         assert classify(entry).enode is None  # no tcp: no enode, although live
     for node_id in learned:
         entry = f.get(node_id)
-        assert entry is not None and not entry.live
+        assert entry is not None
+        assert not entry.live
         assert classify(entry).rejected == "not live (never answered us)"
     assert f.failures == {"no answer": len(learned)}
     assert f.stats.timeouts == 2 * len(learned)

@@ -79,10 +79,13 @@ def test_valid_onion_record_gives_its_onion_enode() -> None:
     record = onion_record(1)
     [entry] = crawled(record)
     c = classify(entry)
-    assert c.onion_capable and c.onion3_status == "valid" and c.rejected is None
+    assert c.onion_capable
+    assert c.onion3_status == "valid"
+    assert c.rejected is None
     assert c.enode == str(enode_from_enr(record))
     enode = parse_enode(c.enode)
-    assert enode.host == onion_for(1) and enode.host_kind == "onion3"
+    assert enode.host == onion_for(1)
+    assert enode.host_kind == "onion3"
     assert (enode.tcp, enode.udp) == (30303, 40001)
     assert enode.node_id == record.node_id
     assert c.enode.startswith(f"enode://{record.public_key.uncompressed.hex()}@")  # type: ignore[union-attr]
@@ -91,28 +94,34 @@ def test_valid_onion_record_gives_its_onion_enode() -> None:
 
 def test_bad_onion3_is_rejected_with_the_reason() -> None:
     record = onion_record(1, onion3=broken_onion(onion_for(1)))
-    assert record.onion3 is None and record.onion3_problem is not None
+    assert record.onion3 is None
+    assert record.onion3_problem is not None
     [entry] = crawled(record)
     c = classify(entry)
     assert c.onion_capable
     assert c.enode is None
     assert c.onion3_status == "invalid: onion address checksum mismatch"
-    assert c.rejected is not None and "onion3" in c.rejected and "checksum" in c.rejected
+    assert c.rejected is not None
+    assert "onion3" in c.rejected
+    assert "checksum" in c.rejected
 
 
 @pytest.mark.parametrize("tcp", [None, 0], ids=["no-tcp", "tcp-0"])
 def test_onion_record_without_a_tcp_port_is_rejected(tcp: int | None) -> None:
     [entry] = crawled(onion_record(1, tcp=tcp))
     c = classify(entry)
-    assert c.onion_capable and c.onion3_status == "valid"
+    assert c.onion_capable
+    assert c.onion3_status == "valid"
     assert c.enode is None
-    assert c.rejected is not None and "tcp" in c.rejected
+    assert c.rejected is not None
+    assert "tcp" in c.rejected
 
 
 def test_a_node_that_never_answered_is_rejected_as_not_live() -> None:
     [entry] = crawled(onion_record(1), live=False)
     c = classify(entry)
-    assert c.onion_capable and c.onion3_status == "valid"
+    assert c.onion_capable
+    assert c.onion3_status == "valid"
     assert c.enode is None
     assert c.rejected == "not live (never answered us)"
 
@@ -133,15 +142,18 @@ def test_ip_only_node_gives_an_ip_enode_and_is_not_onion_capable() -> None:
     assert c.onion3_status == "absent"
     assert c.enode == str(enode_from_enr(record))
     enode = parse_enode(c.enode)
-    assert enode.host_kind == "ipv4" and str(enode.ip) == "127.0.0.1"
+    assert enode.host_kind == "ipv4"
+    assert str(enode.ip) == "127.0.0.1"
     assert (enode.tcp, enode.udp) == (30303, 40001)
 
 
 def test_ip_only_node_without_tcp_gives_nothing() -> None:
     [entry] = crawled(ip_record(1, tcp=None))
     c = classify(entry)
-    assert not c.onion_capable and c.enode is None
-    assert c.rejected is not None and "tcp" in c.rejected
+    assert not c.onion_capable
+    assert c.enode is None
+    assert c.rejected is not None
+    assert "tcp" in c.rejected
 
 
 def test_classify_uses_the_newest_record() -> None:
@@ -365,7 +377,8 @@ def test_load_skips_bad_entries(tmp_path: Path) -> None:
     loaded = load_nodes_json(path)
     assert list(loaded) == [good.node_id]
     item = loaded[good.node_id]
-    assert item.record == good and item.score == 2
+    assert item.record == good
+    assert item.score == 2
     assert (item.first_response, item.last_response, item.last_check) == (T_OLD, T_OLD, T_OLD)
 
 

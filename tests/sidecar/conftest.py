@@ -87,6 +87,10 @@ class BackgroundTrio:
         """Run ``await fn(*args)`` in the loop and return its result."""
         return trio.from_thread.run(fn, *args, trio_token=self._token)
 
+    def start_soon(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Start ``fn()`` as a task in the loop (it ends with the loop at the latest)."""
+        trio.from_thread.run_sync(self.nursery.start_soon, fn, trio_token=self._token)
+
     def hold(self, cm: AbstractAsyncContextManager[T]) -> T:
         """Enter ``cm`` in the loop and keep it entered until the loop stops."""
 

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import trio
+import trio.lowlevel
 
 from enr import ENR, Enode, ENRError, PrivateKey, enode_from_enr, parse_enode
 
-__all__ = ["Call", "Fault", "FakeGeth", "geth_parse"]
+__all__ = ["Call", "FakeGeth", "Fault", "geth_parse"]
 
 Transport = Literal["http", "ipc"]
 Fault = Literal["none", "reset", "hang", "garbage", "http-500", "drip"]
@@ -144,7 +145,8 @@ class FakeGeth:
             remove_socket: remove the IPC socket file as geth does on shutdown; False leaves
                 it behind as after a crash (connecting then fails with "connection refused").
         """
-        assert self._scope is not None and self._stopped is not None, "not running"
+        assert self._scope is not None, "not running"
+        assert self._stopped is not None
         self._scope.cancel()
         await self._stopped.wait()
         self._scope = None
@@ -165,13 +167,13 @@ class FakeGeth:
         """The first parameter of every successful ``method`` call, in order."""
         return [c.params[0] for c in self.calls_of(method) if c.error is None]
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> None:
         """Wait (on the trio clock) until ``predicate()`` holds after some call.
 
         Raises:
-            trio.TooSlowError: it did not within ``timeout`` seconds.
+            trio.TooSlowError: it did not within ``within`` seconds.
         """
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while not predicate():
                 await self._changed.wait()
 
@@ -316,7 +318,7 @@ class FakeGeth:
         if self.fault == "drip":
             for i in range(0, len(data), 3):
                 await stream.send_all(data[i : i + 3])
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         else:
             await stream.send_all(data)
 

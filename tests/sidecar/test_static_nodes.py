@@ -182,7 +182,7 @@ def test_pins_always_kept_and_first(tmp_path: Path) -> None:
 
 
 def test_invalid_pin_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(StaticNodesError, match="pinned entry .* is invalid"):
+    with pytest.raises(StaticNodesError, match=r"pinned entry .* is invalid"):
         StaticNodes.load(tmp_path / "s.json", ttl=DAY, now=T0, pinned=[RANDOM_ID_ENODE])
 
 
