@@ -108,11 +108,16 @@ def _run(args: argparse.Namespace) -> int:
                 if settings.rpc:
                     with trio.move_on_after(10):  # give the relay's RPC a moment to catch up
                         await sidecar.wait_rpc_idle()
+                    if sidecar.rpc_pending:
+                        log("warning", "rpc-not-delivered", enodes=sidecar.rpc_pending)
                 nursery.cancel_scope.cancel()
             if missing:
                 log("error", "timeout", missing=sorted(missing))
-                print("missing: " + ", ".join(sorted(missing)), file=sys.stderr)
+                if args.log_format == "plain":
+                    print("missing: " + ", ".join(sorted(missing)), file=sys.stderr)
                 return EXIT_FAILURE
+            if sidecar.write_error is not None:
+                raise CommandError(sidecar.write_error)
             log("info", "done", resolved=len(sidecar.resolved))
             for address, enode in sorted(sidecar.resolved.items()):
                 print(f"{address} {enode}")

@@ -75,6 +75,10 @@ class AdminRPC:
             raise RPCUnavailable(f"{self.endpoint}: no answer within {self.timeout:g}s") from None
         except OSError as exc:
             raise RPCUnavailable(f"{self.endpoint}: {exc.strerror or exc}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # trio's name for a connection reset or closed mid-call (the relay restarting).
+            reason = exc.__cause__ or exc
+            raise RPCUnavailable(f"{self.endpoint}: connection lost ({reason})") from None
         try:
             reply = json.loads(raw)
         except ValueError:

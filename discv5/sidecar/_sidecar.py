@@ -128,6 +128,8 @@ class Sidecar:
         self._rpc_idle = trio.Event()
         self._rpc_idle.set()
         self.rpc_added: list[str] = []
+        self.write_error: str | None = None
+        """Why the last attempt to write static-nodes.json failed (None: it did not)."""
         self.rpc_failed: dict[str, str] = {}
 
     # --- static-nodes.json -------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Sidecar:
         crawler = Crawler(self.node, frontier=frontier, parallel=self.settings.parallel)
         await crawler.run(self.bootnodes)
         onion: dict[bytes, str] = {}
+        claims: dict[str, list[str]] = {}
         by_address: dict[str, str] = {}
         for entry in frontier.entries():
             c = classify(entry)
@@ -165,7 +168,15 @@ class Sidecar:
             onion[entry.node_id] = c.enode
             address = entry.enr().onion3
             if address is not None:
-                by_address[address] = c.enode
+                claims.setdefault(address, []).append(c.enode)
+        # An onion address is not bound to the node key that advertises it: if two live
+        # records claim one address, we cannot tell which is the relay. Resolve nothing for
+        # it and say so (pin the right enode to settle it).
+        for address, enodes in claims.items():
+            if len(set(enodes)) == 1:
+                by_address[address] = enodes[0]
+            elif address in self.settings.wanted:
+                self.log("warning", "onion-conflict", onion=address, enodes=sorted(set(enodes)))
         wanted = self.settings.wanted
         for address in wanted & by_address.keys():
             if self.resolved.get(address) != by_address[address]:
@@ -183,7 +194,9 @@ class Sidecar:
             added, dropped = self.static.update(selected, time.time())
             try:
                 written = self.static.save()
+                self.write_error = None
             except OSError as exc:
+                self.write_error = f"cannot write {self.static.path}: {exc.strerror or exc}"
                 self.log("error", "static-nodes-write-failed", path=str(self.static.path),
                          reason=exc.strerror or str(exc))
             for enode in added:
@@ -216,7 +229,8 @@ class Sidecar:
             if enode not in self._rpc_sent and enode not in self._rpc_pending:
                 self._rpc_pending.append(enode)
         if self._rpc_pending:
-            self._rpc_idle = trio.Event()
+            if self._rpc_idle.is_set():
+                self._rpc_idle = trio.Event()
             self._rpc_wakeup.set()
 
     async def rpc_loop(self) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enr import Enode, ENRError, parse_enode
+from enr import ENR, Enode, EnodeError, ENRError, enode_from_enr, parse_enode
 
 __all__ = [
     "StaticNodes",
@@ -68,16 +68,15 @@ def atomic_write(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> 
 
 
 def check_enode(text: str) -> Enode:
-    """Parse an enode URL and insist it is dialable (a host and a non-zero TCP port).
+    """Parse an entry geth accepts in static-nodes.json (an enode URL or an ``enr:`` record)
+    and insist it is dialable (a host and a non-zero TCP port).
 
     Raises:
-        ENRError: not a valid enode; the message says why.
+        ENRError: not a valid entry; the message says why.
     """
-    enode = parse_enode(text)
+    enode = enode_from_enr(ENR.from_text(text)) if text.startswith("enr:") else parse_enode(text)
     problems = enode.problems()
     if problems:
-        from enr import EnodeError
-
         raise EnodeError("; ".join(problems))
     return enode
 
@@ -151,12 +150,14 @@ class StaticNodes:
                 ``replace_corrupt`` is False; a pinned entry is not a valid enode.
         """
         self = cls(Path(path), ttl, exclude=set(exclude))
+        self._remove_stale_temporaries()
         for text in pinned:
             try:
                 enode = check_enode(text)
             except ENRError as exc:
                 raise StaticNodesError(f"pinned entry {text[:40]!r} is invalid: {exc}") from None
-            self.pinned[enode.node_id] = str(enode)
+            if enode.node_id not in self.exclude:  # the relay itself is never listed
+                self.pinned[enode.node_id] = text
         try:
             existing = read_enode_list(self.path)
         except StaticNodesError:
@@ -178,11 +179,23 @@ class StaticNodes:
                 continue
             if enode.node_id in self.exclude:
                 continue
-            self.entries[enode.node_id] = str(enode)
+            self.entries[enode.node_id] = text
             self.last_seen[enode.node_id] = state.get(enode.node_id.hex(), now)
         for node_id, text in self.pinned.items():
             self.entries.setdefault(node_id, text)
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete temporary files a killed writer left beside the file (``.<name>.*.tmp``)."""
+        try:
+            leftovers = list(self.path.parent.glob(f".{self.path.name}.*.tmp"))
+        except OSError:
+            return
+        for tmp in leftovers:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     def update(self, live: Mapping[bytes, str], now: float) -> tuple[list[str], list[str]]:
         """Merge the enodes the DHT shows live now; drop entries unseen for ``ttl``.

@@ -59,7 +59,7 @@ JSONL_FIELDS = {
     "node_id", "enr", "seq", "ip", "udp", "tcp", "onion3", "onion3_status", "enode",
     "rejected", "live", "first_seen", "last_seen", "failure",
 }
-FAST = ["--addr", "127.0.0.1:0", "--request-timeout", "300ms", "--timeout", "30s"]
+FAST = ["--addr", "127.0.0.1:0", "--request-timeout", "500ms", "--timeout", "30s"]
 
 
 # --- the loopback network in a background thread --------------------------------------------
@@ -381,6 +381,21 @@ def test_progress_line_when_asked(crawl: Any, loopback_net: LoopbackNet, nodekey
     assert " seen, " in r.err
     assert " live, " in r.err
     assert r.err.endswith("\r\033[K")  # cleared at the end
+
+
+def test_a_crawl_cut_short_emits_only_valid_enodes(
+    crawl: Any, loopback_net: LoopbackNet, nodekey: Path, tmp_path: Path
+) -> None:
+    """The phantom costs two 500 ms timeouts, so a 300 ms limit always cuts the crawl."""
+    enodes = tmp_path / "enodes.txt"
+    r = crawl("--bootnodes", f"{loopback_net.bootnode},{loopback_net.bad_peer}",
+              "--nodekey", nodekey, "--addr", "127.0.0.1:0", "--request-timeout", "500ms",
+              "--timeout", "300ms", "--onion-only", "--enodes", enodes)
+    assert r.code == 0, r.err
+    assert "crawl stopped by --timeout in 0.3s" in r.err
+    lines = enodes.read_text(encoding="utf-8").splitlines()
+    assert set(lines) <= loopback_net.onion_enodes
+    check_enode_lines(lines)
 
 
 # --- --local-net ------------------------------------------------------------------------------

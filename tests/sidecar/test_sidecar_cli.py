@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -85,12 +89,9 @@ def run(
 
 
 def onion_nodes(net: LocalNet) -> dict[str, str]:
-    """onion3 address -> expected enode of every onion node."""
-    return {
-        m.enr.onion3: m.expected_enode
-        for m in net.nodes
-        if m.expected_enode is not None and m.enr.onion3 is not None
-    }
+    """onion3 address -> expected enode of every onion node, from the network's manifest."""
+    manifest = net.manifest()
+    return {n["onion3"]: n["enode"] for n in manifest["nodes"] if n["enode"] is not None}
 
 
 def entries(path: Path) -> list[str]:
@@ -250,6 +251,48 @@ def test_json_log_lines(run: Runner, bg_testnet: LocalNet, tmp_path: Path) -> No
             "rpc_pending", "seconds"} <= summary.keys()
     assert summary["live"] == len(bg_testnet.nodes)
     assert summary["missing"] == []
+
+
+def test_sidecar_mode_recrawls_until_interrupted(
+    bg_testnet: LocalNet, bg_geth: FakeGeth, nodekey: Path, tmp_path: Path
+) -> None:
+    """Without --once: a round every --interval, new enodes to the file and the RPC; SIGINT
+    ends it with status 130 and the file intact. (A real process: SIGINT needs one.)"""
+    path = tmp_path / "static-nodes.json"
+    log_path = tmp_path / "sidecar.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "discv5", "sidecar", "--bootnodes",
+             bg_testnet.bootnode.to_text(), "--addr", "127.0.0.1:0", "--nodekey", str(nodekey),
+             "--static-nodes", str(path), "--rpc", str(bg_geth.ipc_path), "--interval", "300ms",
+             "--log-format", "json"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file, env=env,
+        )
+        try:
+            deadline = time.monotonic() + GUARD
+            while sum(r["event"] == "round" for r in _records(log_path)) < 3:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "fewer than 3 rounds in time"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(GUARD)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(GUARD)
+    expected = sorted(onion_nodes(bg_testnet).values())
+    assert code == 130, log_path.read_text()
+    assert "discv5: error: interrupted" in log_path.read_text()
+    assert sorted(entries(path)) == expected
+    assert sorted(bg_geth.added()) == expected  # each sent once, not every round
+    check_file(path)
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    """The complete JSON log lines written so far."""
+    lines = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 # --- the relay's RPC ------------------------------------------------------------------------

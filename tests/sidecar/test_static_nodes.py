@@ -75,7 +75,15 @@ def test_check_enode_accepts_dialable_enodes() -> None:
         (ip_enode(1, tcp=0), "tcp port is 0"),
         (onion_enode(1).replace(".onion", "a.onion"), "onion"),
         (onion_enode(1)[:-30] + "aaaa" + onion_enode(1)[-26:], "onion"),
-        ("enr:-IS4QHCYrYZbAKWCBRlAy5zzaDZXJBGkcnh4MHcBFZntXNFrdvJjX04jRzjzCBOon", "scheme"),
+        # geth accepts enr: records in static-nodes.json; a truncated one is still invalid.
+        ("enr:-IS4QHCYrYZbAKWCBRlAy5zzaDZXJBGkcnh4MHcBFZntXNFrdvJjX04jRzjzCBOon", "rlp|base64"),
+        # The EIP-778 example record has no tcp port: not dialable.
+        (
+            "enr:-IS4QHCYrYZbAKWCBRlAy5zzaDZXJBGkcnh4MHcBFZntXNFrdvJjX04jRzjzCBOonrkTfj499SZuOh8R"
+            "33Ls8RRcy5wBgmlkgnY0gmlwhH8AAAGJc2VjcDI1NmsxoQPKY0yuDUmstAHYpMa2_oxVtw0RW_QAdpzBQA8y"
+            "WM0xOIN1ZHCCdl8",
+            "tcp port",
+        ),
         ("", "scheme"),
     ],
 )
@@ -471,3 +479,14 @@ def test_killed_mid_write_leaves_old_or_new_file(tmp_path: Path) -> None:
     assert len(versions) > 1, "the writer never completed a write: the test proved nothing"
     assert killed_mid_write > 0, "no kill landed inside a write: the test proved nothing"
     assert_all_valid(target)
+
+
+def test_check_enode_accepts_a_signed_record_with_tcp() -> None:
+    """geth's static-nodes.json also takes ``enr:`` records; one with ip and tcp is dialable."""
+    from enr import ENR, PrivateKey
+
+    key = PrivateKey(bytes(31) + b"\x07")
+    record = ENR.build(key, 1, ip="203.0.113.7", tcp=30303, udp=30303)
+    enode = check_enode(record.to_text())
+    assert enode.node_id == record.node_id
+    assert enode.tcp == 30303
