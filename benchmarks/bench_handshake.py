@@ -80,7 +80,7 @@ def bench_decode(count: int) -> float:
     for _ in range(count):
         a.send_request(b_enr, Ping(b"", 1), 0.0)
         packets.extend(data for data, _ in a.datagrams_to_send())
-        request_ids = list(a._pending)  # noqa: SLF001 - keep A's request table small
+        request_ids = list(a._pending)
         for rid in request_ids:
             a.cancel_request(rid, 0.0)
     started = time.perf_counter()

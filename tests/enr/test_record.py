@@ -363,9 +363,9 @@ def test_trailing_bytes() -> None:
     for extra in (b"\x00", b"\x80", raw):
         if len(raw + extra) > MAX_RECORD_SIZE:
             continue
-        with pytest.raises(ENRDecodeError, match="superfluous|trailing"):
+        with pytest.raises(ENRDecodeError, match=r"superfluous|trailing"):
             ENR.from_rlp(raw + extra)
-        with pytest.raises(ENRDecodeError, match="superfluous|trailing"):
+        with pytest.raises(ENRDecodeError, match=r"superfluous|trailing"):
             ENR.from_text(to_text(raw + extra))
 
 

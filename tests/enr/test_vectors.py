@@ -251,7 +251,7 @@ def test_invalid_foobar_signature_structure() -> None:
 def test_invalid_padded_base64_also_has_a_trailing_byte() -> None:
     """The vector's note: with '=' stripped, the payload is the record plus one trailing byte."""
     vector = next(v for v in INVALID if v["name"] == "base64-with-padding")
-    with pytest.raises(ENRDecodeError, match="superfluous|trailing"):
+    with pytest.raises(ENRDecodeError, match=r"superfluous|trailing"):
         ENR.from_text(vector["text"].rstrip("="), verify=False)
 
 

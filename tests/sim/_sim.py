@@ -69,7 +69,9 @@ class Network:
         self.delivered = 0
         self.intercept: Callable[[bytes, Address, Address], bool] | None = None
 
-    def add_node(self, ip: str = "127.0.0.1", port: int | None = None, **enr_fields: object) -> SimNode:
+    def add_node(
+        self, ip: str = "127.0.0.1", port: int | None = None, **enr_fields: object
+    ) -> SimNode:
         port = port or 30000 + len(self.nodes)
         key = PrivateKey.generate(seeded_rng(self.random.getrandbits(64)))
         record = ENR.build(key, 1, ip=ip, udp=port, **enr_fields)
@@ -112,7 +114,8 @@ class Network:
             from discv5._types import log_distance
 
             def at(dist: int) -> list[ENR]:
-                return [r for r in node.neighbours if log_distance(node.enr.node_id, r.node_id) == dist]
+                own = node.enr.node_id
+                return [r for r in node.neighbours if log_distance(own, r.node_id) == dist]
 
             records = select_records(msg, node.proto.local_enr, at, peer.ip, 16)
             for response in nodes_responses(msg.request_id, records, self.config):
