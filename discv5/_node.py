@@ -113,6 +113,8 @@ class NodeStatistics:
     """Entries in the routing table."""
     talk_dropped: int
     """TALKREQ requests dropped because too many handlers were running."""
+    records_rejected: int
+    """Records dropped from NODES answers: bad signature, wrong distance, unusable address."""
 
 
 @dataclass(slots=True)
@@ -214,6 +216,7 @@ class Node:
             send_errors=self._send_errors,
             table_size=len(self.table),
             talk_dropped=self._talk_dropped,
+            records_rejected=c["records_rejected"],
         )
 
     # --- TALK -------------------------------------------------------------------------------

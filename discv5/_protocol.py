@@ -590,7 +590,7 @@ class Protocol:
             # max_nodes_messages (go-ethereum accepts 5).
             pending.nodes_total = max(1, min(message.total, self.config.max_nodes_messages))
         pending.nodes_received += 1
-        pending.rejected_records += message.invalid_records
+        rejected = message.invalid_records
         responder = pending.node.node_id
         wanted = set(request.distances)
         for record in message.records:
@@ -607,19 +607,19 @@ class Protocol:
                     or (record.endpoint().udp or 0) < self.config.min_record_udp_port
                 )
             ):
-                pending.rejected_records += 1
+                rejected += 1
                 continue
             known = pending.records.get(node_id)
             if known is None or record.seq > known.seq:
                 pending.records[node_id] = record
+        pending.rejected_records += rejected
+        self.counters["records_rejected"] += rejected
         if pending.nodes_received < pending.nodes_total:
             pending.deadline_at = now + self.config.request_timeout
             self._set_timer(pending.deadline_at, "request", pending.request_id)
             return
         self.counters["responses_received"] += 1
         self._finish(pending, now)
-        if pending.rejected_records:
-            self.counters["records_rejected"] += pending.rejected_records
         result = Nodes(
             pending.request_id, pending.nodes_total, tuple(pending.records.values()),
             invalid_records=pending.rejected_records,
