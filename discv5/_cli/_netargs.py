@@ -63,6 +63,9 @@ def parse_node_list(value: str, what: str = "bootnode") -> list[ENR]:
         ]
     else:
         entries = [part.strip() for part in value.split(",") if part.strip()]
+    if not entries:
+        source = f"file {value[1:]}" if value.startswith("@") else "list"
+        raise UsageError(f"the {what} {source} names no node")
     nodes: list[ENR] = []
     for entry in entries:
         try:

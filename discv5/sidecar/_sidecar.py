@@ -199,10 +199,11 @@ class Sidecar:
                 self.write_error = f"cannot write {self.static.path}: {exc.strerror or exc}"
                 self.log("error", "static-nodes-write-failed", path=str(self.static.path),
                          reason=exc.strerror or str(exc))
-            for enode in added:
-                self.log("info", "peer-added-to-file", enode=enode)
-            for enode in dropped:
-                self.log("info", "peer-dropped-ttl", enode=enode)
+            if self.write_error is None:
+                for enode in added:
+                    self.log("info", "peer-added-to-file", enode=enode)
+                for enode in dropped:
+                    self.log("info", "peer-dropped-ttl", enode=enode)
         self._queue_rpc(selected.values())
         stats = frontier.stats
         report = RoundReport(
@@ -225,8 +226,11 @@ class Sidecar:
     def _queue_rpc(self, enodes: Iterable[str]) -> None:
         if self._rpc is None:
             return
+        # Every round offers every selected enode again: admin_addPeer of a connected peer is
+        # harmless, and a relay that restarted gets its peers back without waiting for its
+        # next start to read static-nodes.json. Only the first acceptance is logged.
         for enode in enodes:
-            if enode not in self._rpc_sent and enode not in self._rpc_pending:
+            if enode not in self._rpc_pending and enode not in self.rpc_failed:
                 self._rpc_pending.append(enode)
         if self._rpc_pending:
             if self._rpc_idle.is_set():
@@ -265,11 +269,12 @@ class Sidecar:
                     down = False
                 backoff = 1.0
                 self._rpc_pending.pop(0)
-                self._rpc_sent.add(enode)
-                self.rpc_added.append(enode)
-                self.log("info", "rpc-peer-added", enode=enode, result=ok,
-                         method="admin_addTrustedPeer" if self.settings.trusted
-                         else "admin_addPeer")
+                if enode not in self._rpc_sent:
+                    self._rpc_sent.add(enode)
+                    self.rpc_added.append(enode)
+                    self.log("info", "rpc-peer-added", enode=enode, result=ok,
+                             method="admin_addTrustedPeer" if self.settings.trusted
+                             else "admin_addPeer")
             self._rpc_idle.set()
 
     async def wait_rpc_idle(self) -> None:

@@ -99,7 +99,9 @@ def read_enode_list(path: str | os.PathLike[str]) -> list[str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StaticNodesError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise StaticNodesError(
+            f"{p} is not valid JSON ({exc.msg}; line {exc.lineno} column {exc.colno})"
+        ) from None
     if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
         raise StaticNodesError(f"{p} is not a JSON array of enode strings")
     return data

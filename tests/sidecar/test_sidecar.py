@@ -310,7 +310,8 @@ async def test_rpc_lost_midway_then_back(
         await geth.start(nursery)
         await geth.wait_until(lambda: late_enode in geth.added(), GUARD)
         inner.cancel_scope.cancel()
-    assert sorted(geth.added()) == sorted(expected | {late_enode})
+    # Every round offers the enodes again (a restarted relay gets them back): compare sets.
+    assert set(geth.added()) == expected | {late_enode}
 
 
 async def test_rpc_connection_reset_is_retried_not_fatal(
@@ -356,7 +357,7 @@ async def test_json_rpc_error_is_logged_with_enode_and_reason(
     assert failed == {"enode": refused, "reason": "too many peers"}
     assert ("ERROR", "rpc-add-peer-failed") in {(lvl, ev) for lvl, ev, _ in logs.events()}
     assert sidecar.rpc_failed == {refused: "too many peers"}
-    assert len(geth.calls_of("admin_addTrustedPeer")) == len(onions)
+    assert len({c.params[0] for c in geth.calls_of("admin_addTrustedPeer")}) == len(onions)
     assert geth.calls_of("admin_addPeer") == []
 
 
