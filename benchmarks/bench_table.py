@@ -45,7 +45,7 @@ def _complete(node: Node, capacity: dict[int, int]) -> bool:
 async def run(count: int, refresh: float, limit: float, joining: int) -> None:
     config = Config(refresh_interval=refresh)
     started = time.monotonic()
-    async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
         first = await stack.enter_async_context(open_node(config=config, seq=1))
         nodes = [first]
         for _ in range(count - 1):

@@ -28,10 +28,11 @@ __all__ = [
 class Verified:
     """What a scheme learns from a record it verified."""
 
-    node_id: bytes
-    """32-byte node id."""
     public_key: PublicKey | None
     """The secp256k1 public key, for schemes that have one."""
+    node_id: bytes | None = None
+    """32-byte node id, when the scheme computed it already (else it is derived on demand
+    with :meth:`IdentityScheme.node_id`)."""
 
 
 class IdentityScheme(Protocol):
@@ -90,7 +91,8 @@ class V4IdentityScheme:
             raise ENRSignatureError("invalid signature: high S value (not canonical)")
         if not public_key.verify(signature, keccak256(content)):
             raise ENRSignatureError("invalid signature on node record")
-        return Verified(public_key.node_id, public_key)
+        # The node id (another keccak256) is computed only when someone asks for it.
+        return Verified(public_key)
 
     def node_id(self, pairs: Mapping[bytes, Item]) -> bytes:
         return self._public_key(pairs).node_id

@@ -41,17 +41,22 @@ def _verify_compact(pub: coincurve.PublicKey, sig64: bytes, digest: bytes) -> bo
 class PublicKey:
     """A secp256k1 public key (a point on the curve). Immutable; equal keys compare equal."""
 
-    __slots__ = ("_key", "compressed", "uncompressed")
+    __slots__ = ("_key", "_uncompressed", "compressed")
 
     compressed: bytes
     """33-byte SEC1 compressed form (0x02/0x03 prefix), as stored in the ``secp256k1`` entry."""
-    uncompressed: bytes
-    """64-byte x || y (no 0x04 prefix), as written in enode URLs."""
 
-    def __init__(self, key: coincurve.PublicKey) -> None:
+    def __init__(self, key: coincurve.PublicKey, compressed: bytes | None = None) -> None:
         self._key = key
-        self.compressed = key.format(compressed=True)
-        self.uncompressed = key.format(compressed=False)[1:]
+        self.compressed = compressed if compressed is not None else key.format(compressed=True)
+        self._uncompressed: bytes | None = None
+
+    @property
+    def uncompressed(self) -> bytes:
+        """64-byte x || y (no 0x04 prefix), as written in enode URLs."""
+        if self._uncompressed is None:
+            self._uncompressed = bytes(self._key.format(compressed=False)[1:])
+        return self._uncompressed
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PublicKey:
@@ -67,7 +72,7 @@ class PublicKey:
                 f"invalid public key: {len(data)} bytes (want 33 compressed or 64 uncompressed)"
             )
         try:
-            return cls(coincurve.PublicKey(bytes(data)))
+            return cls(coincurve.PublicKey(bytes(data)), bytes(data) if len(data) == 33 else None)
         except (ValueError, TypeError) as exc:
             raise InvalidPublicKey(
                 "invalid public key: not a point on the secp256k1 curve"

@@ -152,15 +152,25 @@ class ENR:
     Two records are equal when their encodings are equal.
     """
 
-    __slots__ = ("__dict__", "_node_id", "_pairs", "_public_key", "_raw", "_seq", "_signature")
+    __slots__ = (
+        "__dict__", "_node_id", "_pairs", "_public_key", "_raw", "_seq", "_signature", "_verified"
+    )
 
-    def __init__(self, raw: bytes, parts: _Parts, node_id: bytes | None, pk: PublicKey | None):
+    def __init__(
+        self,
+        raw: bytes,
+        parts: _Parts,
+        node_id: bytes | None,
+        pk: PublicKey | None,
+        verified: bool,
+    ) -> None:
         self._raw = raw
         self._signature = parts.signature
         self._seq = parts.seq
         self._pairs = parts.pairs
         self._node_id = node_id
         self._public_key = pk
+        self._verified = verified
 
     # -- decoding --
 
@@ -192,13 +202,13 @@ class ENR:
         items = _rlp.decode_untrusted(data)
         parts = _parse_items(items)
         if not verify:
-            return cls(data, parts, None, None)
+            return cls(data, parts, None, None, verified=False)
         _, sig_end = _rlp.split_first_item(data)
         rest = data[sig_end:]
         content = _rlp.list_prefix(len(rest)) + rest
         scheme = identity_scheme(parts.pairs.get(b"id"))
         verified = scheme.verify(parts.pairs, parts.signature, content)
-        record = cls(data, parts, verified.node_id, verified.public_key)
+        record = cls(data, parts, verified.node_id, verified.public_key, verified=True)
         _VERIFIED[data] = record
         if len(_VERIFIED) > _VERIFIED_CACHE_SIZE:
             del _VERIFIED[next(iter(_VERIFIED))]
@@ -310,7 +320,8 @@ class ENR:
             )
         # We made the signature ourselves: no need to verify it again.
         parts = _parse_items(_rlp.decode_untrusted(raw))
-        return cls(raw, parts, scheme.node_id(parts.pairs), None)
+        return cls(raw, parts, None, private_key.public_key if name == b"v4" else None,
+                   verified=True)
 
     # -- encoding --
 
@@ -361,7 +372,7 @@ class ENR:
     @property
     def verified(self) -> bool:
         """True when the signature was checked at decode time."""
-        return self._node_id is not None
+        return self._verified
 
     def keys(self) -> list[bytes]:
         """All keys in record (sorted) order."""
@@ -391,8 +402,10 @@ class ENR:
             ENRSignatureError: (only for records decoded with ``verify=False``) no usable key.
         """
         if self._node_id is None:
-            scheme = identity_scheme(self._pairs.get(b"id"))
-            self._node_id = scheme.node_id(self._pairs)
+            if self._public_key is not None and self._pairs.get(b"id") == b"v4":
+                self._node_id = self._public_key.node_id
+            else:
+                self._node_id = identity_scheme(self._pairs.get(b"id")).node_id(self._pairs)
         return self._node_id
 
     @property

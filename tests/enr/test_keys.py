@@ -149,7 +149,7 @@ class _NullScheme:
         return b""
 
     def verify(self, pairs: Mapping[bytes, Item], signature: bytes, content: bytes) -> Verified:
-        return Verified(self.node_id(pairs), None)
+        return Verified(public_key=None, node_id=self.node_id(pairs))
 
     def node_id(self, pairs: Mapping[bytes, Item]) -> bytes:
         value = pairs.get(b"nulladdr")
