@@ -31,6 +31,7 @@ from ._keyfiles import (
     OnionServiceKey,
     read_hidden_service_dir,
     read_nodekey,
+    write_file_atomic,
     write_hidden_service_dir,
     write_nodekey,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "read_nodekey",
     "register_identity_scheme",
     "unsigned_record",
+    "write_file_atomic",
     "write_hidden_service_dir",
     "write_nodekey",
 ]

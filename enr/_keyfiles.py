@@ -29,6 +29,7 @@ __all__ = [
     "OnionServiceKey",
     "read_hidden_service_dir",
     "read_nodekey",
+    "write_file_atomic",
     "write_hidden_service_dir",
     "write_nodekey",
 ]
@@ -42,22 +43,53 @@ _ED25519_G: Final = (
 )
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_file_atomic(
+    path: str | os.PathLike[str], data: bytes | str, *, mode: int | None = None
+) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one, never
+    a partial or empty file: a temporary file in the same directory, flushed and fsynced,
+    renamed over ``path``, then the directory fsynced.
+
+    Args:
+        data: bytes, or text written as UTF-8.
+        mode: permission bits of the new file; default: those of the file it replaces, or
+            0o644 for a new file.
+
+    Raises:
+        OSError: the directory is not writable, the disk is full...; the old file is untouched.
+    """
+    target = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if mode is None:
+        try:
+            mode = target.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+    try:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def read_nodekey(path: str | os.PathLike[str]) -> PrivateKey:
@@ -90,7 +122,7 @@ def read_nodekey(path: str | os.PathLike[str]) -> PrivateKey:
 
 def write_nodekey(path: str | os.PathLike[str], key: PrivateKey) -> None:
     """Write ``key`` as geth does (64 hex characters, no newline, mode 0600), atomically."""
-    _atomic_write(Path(path), key.secret.hex().encode("ascii"))
+    write_file_atomic(path, key.secret.hex().encode("ascii"), mode=0o600)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -147,9 +179,13 @@ def write_hidden_service_dir(directory: str | os.PathLike[str], key: OnionServic
     path = Path(directory)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-    _atomic_write(path / "hs_ed25519_secret_key", _SECRET_HEADER + key.expanded_secret)
-    _atomic_write(path / "hs_ed25519_public_key", _PUBLIC_HEADER + key.public_key)
-    _atomic_write(path / "hostname", (key.address + "\n").encode("ascii"))
+    files = {
+        "hs_ed25519_secret_key": _SECRET_HEADER + key.expanded_secret,
+        "hs_ed25519_public_key": _PUBLIC_HEADER + key.public_key,
+        "hostname": (key.address + "\n").encode("ascii"),
+    }
+    for name, data in files.items():
+        write_file_atomic(path / name, data, mode=0o600)
 
 
 def read_hidden_service_dir(directory: str | os.PathLike[str]) -> OnionServiceKey:

@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +31,7 @@ from enr import (
     parse_enode,
     read_hidden_service_dir,
     read_nodekey,
+    write_file_atomic,
     write_hidden_service_dir,
     write_nodekey,
 )
@@ -451,21 +451,8 @@ def _make_dir(path: Path, *, ours: bool) -> None:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` atomically (temporary file in the same directory, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Replace ``path`` atomically with mode ``mode``."""
+    write_file_atomic(path, data, mode=mode)
 
 
 def _yaml_string(text: str) -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from enr import ENR, EnodeError, ENRError, enode_from_enr
+from enr import ENR, EnodeError, ENRError, enode_from_enr, write_file_atomic
 
 from ._frontier import CrawlEntry, Frontier
 
@@ -111,28 +110,8 @@ def entry_json(entry: CrawlEntry, clock_offset: float = 0.0) -> dict[str, Any]:
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, rename over ``path``.
-
-    A crash leaves either the old file or the new one, never a partial file.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``text`` atomically (see :func:`enr.write_file_atomic`)."""
+    write_file_atomic(path, text)
 
 
 @dataclass(slots=True)

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enr import ENR, Enode, EnodeError, ENRError, enode_from_enr, parse_enode
+from enr import (
+    ENR,
+    Enode,
+    EnodeError,
+    ENRError,
+    enode_from_enr,
+    parse_enode,
+    write_file_atomic,
+)
 
 __all__ = [
     "StaticNodes",
@@ -35,36 +42,14 @@ class StaticNodesError(ValueError):
 
 
 def atomic_write(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename, fsync directory).
+    """Replace ``path`` with ``text`` atomically (temp file, fsync, rename, fsync directory);
+    an existing file keeps its permission bits, a new one gets ``mode``.
 
     Raises:
         OSError: the directory is not writable, the disk is full... The old file is untouched.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    write_file_atomic(target, text, mode=None if target.exists() else mode)
 
 
 def check_enode(text: str) -> Enode:
