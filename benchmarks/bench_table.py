@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from contextlib import AsyncExitStack
 
 import trio
 
@@ -45,11 +44,14 @@ def _complete(node: Node, capacity: dict[int, int]) -> bool:
 async def run(count: int, refresh: float, limit: float, joining: int) -> None:
     config = Config(refresh_interval=refresh)
     started = time.monotonic()
-    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(config=config, seq=1))
-        nodes = [first]
-        for _ in range(count - 1):
-            nodes.append(await stack.enter_async_context(open_node(config=config, seq=1)))
+    async def serve(task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_node(config=config, seq=1) as node:
+            task_status.started(node)
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nodes: list[Node] = [await nursery.start(serve) for _ in range(count)]
+        first = nodes[0]
         limiter = trio.CapacityLimiter(joining)
 
         async def join(node: Node) -> None:

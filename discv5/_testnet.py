@@ -13,7 +13,7 @@ import json
 import os
 import random
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +152,25 @@ async def open_testnet(
         {int(i * count / onion_count) for i in range(onion_count)} if onion_count else set()
     )
     members: list[TestnetNode] = []
-    async with AsyncExitStack() as stack:
+
+    async def serve(
+        index: int, fields: dict[str, Any], key: PrivateKey,
+        task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with open_node(
+            key,
+            listen=(host, base_port + index if base_port else 0),
+            config=config,
+            enr_fields=fields,
+            seq=1,
+            rng=rng,
+        ) as node:
+            task_status.started(node)
+            await trio.sleep_forever()
+
+    # Each node runs in its own task of one nursery (not N nested contexts), so tearing down
+    # a network of a thousand nodes stays flat.
+    async with trio.open_nursery() as nursery:
         for i in range(count):
             key = PrivateKey.generate(rng)
             onion = OnionServiceKey.generate(rng) if i in onion_indexes else None
@@ -160,16 +178,7 @@ async def open_testnet(
             fields: dict[str, Any] = {}
             if onion is not None:
                 fields = {"tcp": tcp, "onion3": onion.address}
-            node = await stack.enter_async_context(
-                open_node(
-                    key,
-                    listen=(host, base_port + i if base_port else 0),
-                    config=config,
-                    enr_fields=fields,
-                    seq=1,
-                    rng=rng,
-                )
-            )
+            node = await nursery.start(serve, i, fields, key)
             members.append(TestnetNode(i, node, onion, tcp))
         say(f"started {count} nodes on {host}; joining them through the bootnode")
         boot = members[0].enr
@@ -181,8 +190,11 @@ async def open_testnet(
 
         # Each join is a self lookup and three random lookups (Node.bootstrap); every node it
         # asks learns of the joiner and checks it, so later joiners are known to many.
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as joins:
             for member in members[1:]:
-                nursery.start_soon(join, member)
+                joins.start_soon(join, member)
         say(f"test network of {count} nodes is up ({len(onion_indexes)} with onion3)")
-        yield Testnet(tuple(members))
+        try:
+            yield Testnet(tuple(members))
+        finally:
+            nursery.cancel_scope.cancel()
