@@ -85,6 +85,8 @@ async def crawl_testnet(n: int, parallel: int, seed: int, onion_fraction: float)
         "timeouts": f.stats.timeouts,
         "retries": f.stats.retries,
         "records_received": f.stats.records_received,
+        "records_rejected": stats.records_rejected,
+        "failures": dict(f.failures),
         "packets_in": stats.packets_in,
         "packets_out": stats.packets_out,
         "bytes_in": stats.bytes_in,
@@ -105,7 +107,10 @@ def report(r: dict[str, Any]) -> None:
           f"  (unexpected: {r['unexpected_enodes']})")
     print(f"  requests               {r['requests']:>8}  ({r['requests'] / n:.2f} per node;"
           f" {r['timeouts']} timeouts, {r['retries']} retries)")
-    print(f"  records received       {r['records_received']:>8}")
+    print(f"  records received       {r['records_received']:>8}"
+          f"  (rejected by the core: {r['records_rejected']})")
+    if r["failures"]:
+        print(f"  failed nodes           {r['failures']}")
     print(f"  packets in/out         {r['packets_in']:>8} / {r['packets_out']}"
           f"  (bytes {r['bytes_in']} / {r['bytes_out']})")
     print(f"  peak RSS (process)     {r['peak_rss_mb']:8.1f} MB  (testnet and crawler)")

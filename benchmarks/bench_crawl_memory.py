@@ -29,6 +29,7 @@ import resource
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from discv5.crawl import Frontier, entry_json, nodes_json
 from enr import ENR, PrivateKey, onion3_from_public_key
@@ -52,7 +53,7 @@ def make_records(bounds: tuple[int, int]) -> list[bytes]:
     out = []
     for i in range(start, stop):
         key = PrivateKey(hashlib.sha256(b"bench-crawl-memory:%d" % i).digest())
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "ip": f"{1 + i % 223}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
             "udp": 30303 + i % 1000,
             "tcp": 30303 + i % 1000,
@@ -112,7 +113,7 @@ def main() -> None:
     frontier = Frontier(local_id)
     for raw in raws:
         # A fresh bytes object, as a record off the wire would be.
-        frontier.add(ENR.from_rlp(bytearray(raw), verify=not args.no_verify), 0.0)
+        frontier.add(ENR.from_rlp(bytes(bytearray(raw)), verify=not args.no_verify), 0.0)
     added = time.perf_counter() - t0
     t0 = time.perf_counter()
     now = 1.0

@@ -162,7 +162,6 @@ async def open_testnet(
             listen=(host, base_port + index if base_port else 0),
             config=config,
             enr_fields=fields,
-            seq=1,
             rng=rng,
         ) as node:
             task_status.started(node)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -44,14 +44,18 @@ _ED25519_G: Final = (
 
 
 def write_file_atomic(
-    path: str | os.PathLike[str], data: bytes | str, *, mode: int | None = None
+    path: str | os.PathLike[str],
+    data: bytes | str | Iterable[bytes | str],
+    *,
+    mode: int | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one, never
     a partial or empty file: a temporary file in the same directory, flushed and fsynced,
     renamed over ``path``, then the directory fsynced.
 
     Args:
-        data: bytes, or text written as UTF-8.
+        data: bytes, text (written as UTF-8), or an iterable of such pieces (written one by
+            one, so a large document need not exist in memory at once).
         mode: permission bits of the new file; default: those of the file it replaces, or
             0o644 for a new file.
 
@@ -59,8 +63,7 @@ def write_file_atomic(
         OSError: the directory is not writable, the disk is full...; the old file is untouched.
     """
     target = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
+    pieces: Iterable[bytes | str] = [data] if isinstance(data, (bytes, str)) else data
     if mode is None:
         try:
             mode = target.stat().st_mode & 0o777
@@ -70,7 +73,8 @@ def write_file_atomic(
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for piece in pieces:
+                f.write(piece.encode("utf-8") if isinstance(piece, str) else piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

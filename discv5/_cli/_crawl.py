@@ -22,8 +22,8 @@ from discv5.crawl import (
     NodesFileError,
     classify,
     entry_json,
+    iter_nodes_json,
     load_nodes_json,
-    nodes_json,
     write_atomic,
 )
 from enr import ENR
@@ -37,9 +37,9 @@ __all__ = ["register"]
 class _Progress:
     """A one-line live status on a terminal (standard error)."""
 
-    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
         self.enabled = enabled
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr
         self._shown = False
 
     def show(self, text: str) -> None:
@@ -149,7 +149,7 @@ async def _crawl(args: argparse.Namespace, bootnodes: list[ENR], testnet: Testne
             jsonl.close()
 
     if args.nodes:
-        write_atomic(args.nodes, nodes_json(frontier, previous, clock_offset))
+        write_atomic(args.nodes, iter_nodes_json(frontier, previous, clock_offset))
     if args.enodes:
         write_atomic(args.enodes, "".join(e + "\n" for e in emitted))
     if args.static_nodes:
@@ -227,9 +227,7 @@ def _run_crawl(args: argparse.Namespace) -> int:
             say(f"no --bootnodes given: using go-ethereum's {len(bootnodes)} mainnet discv5"
                 " bootnodes")
     else:
-        bootnodes = parse_node_list(args.bootnodes)
-        if not bootnodes:
-            raise UsageError("--bootnodes is empty", args.command_prog)
+        bootnodes = parse_node_list(args.bootnodes, prog=args.command_prog)
     return run_async(lambda: _crawl(args, bootnodes, None, say, previous))
 
 

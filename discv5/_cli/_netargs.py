@@ -42,7 +42,7 @@ def _short(text: str) -> str:
     return text if len(text) <= 48 else text[:45] + "..."
 
 
-def parse_node_list(value: str, what: str = "bootnode") -> list[ENR]:
+def parse_node_list(value: str, what: str = "bootnode", *, prog: str = "discv5") -> list[ENR]:
     """Comma-separated ``enr:``/``enode://`` entries, or ``@FILE`` with one or more per line
     (``#`` starts a comment).
 
@@ -54,7 +54,7 @@ def parse_node_list(value: str, what: str = "bootnode") -> list[ENR]:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"cannot read {what} file {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read {what} file {path}: {exc.strerror}", prog) from None
         entries = [
             part
             for line in text.splitlines()
@@ -65,13 +65,13 @@ def parse_node_list(value: str, what: str = "bootnode") -> list[ENR]:
         entries = [part.strip() for part in value.split(",") if part.strip()]
     if not entries:
         source = f"file {value[1:]}" if value.startswith("@") else "list"
-        raise UsageError(f"the {what} {source} names no node")
+        raise UsageError(f"the {what} {source} names no node", prog)
     nodes: list[ENR] = []
     for entry in entries:
         try:
             nodes.append(parse_node(entry))
         except ENRError as exc:
-            raise UsageError(f"bad {what} {_short(entry)!r}: {exc}") from None
+            raise UsageError(f"bad {what} {_short(entry)!r}: {exc}", prog) from None
     return nodes
 
 

@@ -53,7 +53,7 @@ def _open(
 
 
 def _listen(args: argparse.Namespace) -> int:
-    bootnodes = parse_node_list(args.bootnodes) if args.bootnodes else []
+    bootnodes = parse_node_list(args.bootnodes, prog=args.command_prog) if args.bootnodes else []
     fields: dict[str, object] = {}
     if args.tcp:
         fields["tcp"] = args.tcp
@@ -111,7 +111,7 @@ def _ping(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     target = parse_node(args.node)
-    bootnodes = parse_node_list(args.bootnodes) if args.bootnodes else []
+    bootnodes = parse_node_list(args.bootnodes, prog=args.command_prog) if args.bootnodes else []
 
     async def run() -> ENR:
         async with _open(args, _listen_for(target, args.addr)) as node:

@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.bootnodes:
         raise UsageError("--bootnodes is required (the relays' bootnodes)", args.command_prog)
-    bootnodes = parse_node_list(args.bootnodes)
+    bootnodes = parse_node_list(args.bootnodes, prog=args.command_prog)
     log = Log(args.log_format)
     if settings.rpc:
         try:

@@ -78,7 +78,9 @@ class Crawler:
         started = trio.current_time()
         now = started
         for record in bootnodes:
-            if not self.frontier.add(record, now) and record.node_id in self.frontier:
+            if not self.frontier.add(record, now, authoritative=True) and (
+                record.node_id in self.frontier
+            ):
                 self.frontier.requeue(record.node_id)  # known from a previous crawl: ask again
         completed = False
         with trio.move_on_after(math.inf if time_limit is None else time_limit):
@@ -100,11 +102,13 @@ class Crawler:
                 continue
             try:
                 await self._crawl(entry)
-            finally:
-                frontier.finish(entry)
-                if self._on_done is not None:
-                    self._on_done(entry)
-                self._notify()
+            except trio.Cancelled:
+                frontier.release(entry)  # stopped by the time limit: not a failure of the node
+                raise
+            frontier.finish(entry)
+            if self._on_done is not None:
+                self._on_done(entry)
+            self._notify()
 
     async def _crawl(self, entry: CrawlEntry) -> None:
         frontier = self.frontier
@@ -121,6 +125,9 @@ class Crawler:
             try:
                 records = await self.node.find_node(record, distances)
             except RequestTimeout:
+                if entry.seq > record.seq:
+                    record = entry.enr()  # a newer record arrived meanwhile: try its endpoint
+                    continue
                 if frontier.on_timeout(entry, trio.current_time()):
                     continue
                 return

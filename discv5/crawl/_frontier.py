@@ -67,6 +67,7 @@ class CrawlEntry:
         "seq",
         "stale",
         "state",
+        "verified",
     )
 
     def __init__(self, record: ENR, now: float) -> None:
@@ -74,6 +75,8 @@ class CrawlEntry:
         self.record: bytes = record.to_rlp()
         """RLP of the newest record seen."""
         self.seq: int = record.seq
+        self.verified = record.verified
+        """False for a stand-in record made from an enode URL."""
         self.state = EntryState.QUEUED
         self.live = False
         """True once the node itself answered a request of ours."""
@@ -152,10 +155,13 @@ class Frontier:
 
     # --- learning ---------------------------------------------------------------------------
 
-    def add(self, record: ENR, now: float) -> bool:
+    def add(self, record: ENR, now: float, *, authoritative: bool = False) -> bool:
         """Learn a (verified) record. Returns True when the node is new to the crawl.
 
-        A record with a higher seq than the one held replaces it (newest seq wins).
+        A record with a higher seq than the one held replaces it (newest seq wins). With
+        ``authoritative`` (the node itself sent it, or the user gave it) an equal seq with
+        other content replaces it too, and so does any signed record replacing a stand-in made
+        from an enode URL.
         """
         node_id = record.node_id
         if node_id == self.local_id:
@@ -166,20 +172,45 @@ class Frontier:
             self._queue.append(node_id)
             self.stats.seen += 1
             return True
-        if record.seq > entry.seq:
+        newer = record.seq > entry.seq or (
+            record.seq == entry.seq and (authoritative or not entry.verified)
+            and record.verified and record.to_rlp() != entry.record
+        )
+        if newer:
+            entry.verified = record.verified
             entry.record = record.to_rlp()
             entry.seq = record.seq
             self.stats.updated_records += 1
+            if entry.state is EntryState.FAILED:
+                self.requeue(node_id)  # it may answer at the endpoint its new record names
         return False
 
     def requeue(self, node_id: bytes) -> None:
-        """Ask a known node again (e.g. to revalidate an entry loaded from a previous crawl)."""
+        """Ask a known node again: it must answer again to count as live (and an earlier
+        failure no longer counts)."""
         entry = self._entries[node_id]
-        if entry.state in (EntryState.DONE, EntryState.FAILED):
+        if entry.state not in (EntryState.DONE, EntryState.FAILED):
+            return
+        if entry.state is EntryState.FAILED:
+            self.stats.failed -= 1
+            self.failures[entry.failure or "no answer"] -= 1
+            if self.failures[entry.failure or "no answer"] <= 0:
+                del self.failures[entry.failure or "no answer"]
+        if entry.live:
+            self.stats.live -= 1
+        entry.live = False
+        entry.failure = None
+        entry.state = EntryState.QUEUED
+        entry.distance, entry.requests, entry.attempts = 256, 0, 0
+        entry.stale = entry.empty = entry.last_count = 0
+        self._queue.append(node_id)
+
+    def release(self, entry: CrawlEntry) -> None:
+        """Put an ACTIVE entry back in the queue unfinished (the crawl was stopped)."""
+        if entry.state is EntryState.ACTIVE:
             entry.state = EntryState.QUEUED
-            entry.distance, entry.requests, entry.attempts = 256, 0, 0
-            entry.stale = entry.empty = entry.last_count = 0
-            self._queue.append(node_id)
+            self._active -= 1
+            self._queue.appendleft(entry.node_id)
 
     # --- scheduling -------------------------------------------------------------------------
 
@@ -214,9 +245,13 @@ class Frontier:
             return (0, entry.distance)
         if entry.distance < 1 or entry.requests >= self.max_requests:
             return None
-        if entry.stale >= self.stop_after_stale or entry.empty >= 2:
+        dense = entry.last_count >= _DENSE
+        # In the dense far buckets "nothing new" is expected once the crawl is under way, yet
+        # the closer buckets below them hold the nodes only a few neighbours know: keep going
+        # while answers are dense, and give up only in the sparse region.
+        if entry.empty >= 2 or (not dense and entry.stale >= self.stop_after_stale):
             return None
-        width = 1 if entry.last_count >= _DENSE else _SPARSE_WIDTH
+        width = 1 if dense else _SPARSE_WIDTH
         return tuple(range(entry.distance, max(entry.distance - width, 0), -1))
 
     # --- outcomes ---------------------------------------------------------------------------
@@ -241,7 +276,7 @@ class Frontier:
         for record in records:
             self.stats.records_received += 1
             if record.node_id == entry.node_id:
-                self.add(record, now)  # its own record (distance 0): keeps the newest
+                self.add(record, now, authoritative=True)  # its own record (distance 0)
                 continue
             in_bucket += 1
             if self.add(record, now):

@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,6 +26,7 @@ __all__ = [
     "NodesFileError",
     "classify",
     "entry_json",
+    "iter_nodes_json",
     "load_nodes_json",
     "nodes_json",
     "write_atomic",
@@ -59,6 +60,10 @@ def classify(entry: CrawlEntry, record: ENR | None = None) -> Classification:
     problem = record.onion3_problem
     status = "absent" if raw is None else ("valid" if problem is None else f"invalid: {problem}")
     onion_capable = raw is not None
+    if not entry.verified:
+        return Classification(
+            onion_capable, status, None, "no signed record (known only from an enode URL)"
+        )
     if not entry.live:
         return Classification(onion_capable, status, None, "not live (never answered us)")
     try:
@@ -109,8 +114,8 @@ def entry_json(entry: CrawlEntry, clock_offset: float = 0.0) -> dict[str, Any]:
     }
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` atomically (see :func:`enr.write_file_atomic`)."""
+def write_atomic(path: str | os.PathLike[str], text: str | Iterable[str]) -> None:
+    """Write ``text`` (or its pieces) atomically (see :func:`enr.write_file_atomic`)."""
     write_file_atomic(path, text)
 
 
@@ -138,6 +143,8 @@ def load_nodes_json(path: str | os.PathLike[str]) -> dict[bytes, NodesFileEntry]
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise NodesFileError(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise NodesFileError(f"{os.fspath(path)} is not UTF-8 text") from None
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
@@ -154,9 +161,12 @@ def load_nodes_json(path: str | os.PathLike[str]) -> dict[bytes, NodesFileEntry]
             continue
         if record.node_id.hex() != str(key).lower():
             continue
+        score = value.get("score", 0) or 0
+        if not isinstance(score, int) or isinstance(score, bool):
+            continue  # a score that is not a whole number: not our format, skip the entry
         out[record.node_id] = NodesFileEntry(
             record,
-            int(value.get("score", 0) or 0),
+            score,
             str(value.get("firstResponse", _ZERO_TIME)),
             str(value.get("lastResponse", _ZERO_TIME)),
             str(value.get("lastCheck", _ZERO_TIME)),
@@ -164,55 +174,93 @@ def load_nodes_json(path: str | os.PathLike[str]) -> dict[bytes, NodesFileEntry]
     return out
 
 
-def nodes_json(
-    frontier: Frontier,
-    previous: dict[bytes, NodesFileEntry],
-    clock_offset: float,
-) -> str:
-    """The merged nodes.json text (go-ethereum layout: 4-space indent, sorted keys).
-
-    Live nodes gain one point of score; previously known nodes that did not answer this
-    time lose half their score and are dropped at zero; nodes never heard from are not listed.
-    """
-    out: dict[str, dict[str, Any]] = {}
+def _nodes_items(
+    frontier: Frontier, previous: dict[bytes, NodesFileEntry], clock_offset: float
+) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+    """(node id hex, a maker of its nodes.json item): items are built one at a time."""
     for node_id, old in previous.items():
         entry = frontier.get(node_id)
         if entry is not None and entry.live:
             continue  # handled below with fresh data
         checked = entry is not None and entry.last_check is not None
-        score = old.score // 2 if checked else old.score
-        if score <= 0:
-            continue
-        item: dict[str, Any] = {
-            "seq": old.record.seq,
-            "record": old.record.to_text(),
-            "score": score,
-            "firstResponse": old.first_response,
-            "lastResponse": old.last_response,
-            "lastCheck": (_utc(entry.last_check + clock_offset) if checked and entry
-                          and entry.last_check is not None else old.last_check),
-        }
-        out[node_id.hex()] = item
+        if checked:
+            # go-ethereum: a failed check halves the score; at zero the node is dropped.
+            score = old.score // 2
+            if score <= 0:
+                continue
+        else:
+            score = old.score  # not asked this time: copied as it was (score 0 included)
+        last_check = old.last_check
+        if entry is not None and entry.last_check is not None:
+            last_check = _utc(entry.last_check + clock_offset) or last_check
+
+        def make_old(old: NodesFileEntry = old, score: int = score,
+                     last_check: str = last_check) -> dict[str, Any]:
+            return {
+                "seq": old.record.seq,
+                "record": old.record.to_text(),
+                "score": score,
+                "firstResponse": old.first_response,
+                "lastResponse": old.last_response,
+                "lastCheck": last_check,
+            }
+
+        yield node_id.hex(), make_old
     for entry in frontier.entries():
         if not entry.live:
             continue
-        record = entry.enr()
-        old_entry = previous.get(entry.node_id)
-        first = (old_entry.first_response if old_entry is not None
-                 and old_entry.first_response != _ZERO_TIME
-                 else _utc((entry.first_response or 0) + clock_offset))
-        out[entry.node_id.hex()] = {
-            "seq": record.seq,
-            "record": record.to_text(),
-            "score": (old_entry.score if old_entry is not None else 0) + 1,
-            "firstResponse": first,
-            "lastResponse": _utc((entry.last_response or 0) + clock_offset),
-            "lastCheck": _utc((entry.last_check or 0) + clock_offset),
-        }
-    for item in out.values():
+
+        def make_live(entry: CrawlEntry = entry) -> dict[str, Any]:
+            record = entry.enr()
+            old_entry = previous.get(entry.node_id)
+            first: str | None = _utc((entry.first_response or 0) + clock_offset)
+            if old_entry is not None and old_entry.first_response != _ZERO_TIME:
+                first = old_entry.first_response
+            return {
+                "seq": record.seq,
+                "record": record.to_text(),
+                "score": (old_entry.score if old_entry is not None else 0) + 1,
+                "firstResponse": first,
+                "lastResponse": _utc((entry.last_response or 0) + clock_offset),
+                "lastCheck": _utc((entry.last_check or 0) + clock_offset),
+            }
+
+        yield entry.node_id.hex(), make_live
+
+
+def iter_nodes_json(
+    frontier: Frontier,
+    previous: dict[bytes, NodesFileEntry],
+    clock_offset: float,
+) -> Iterator[str]:
+    """The merged nodes.json text in pieces (go-ethereum layout: 4-space indent, sorted keys),
+    one node at a time, so that writing 100,000 nodes needs no copy of the whole document.
+
+    Live nodes gain one point of score; previously known nodes that did not answer this
+    time lose half their score and are dropped at zero; previously known nodes not asked
+    this time are copied; nodes never heard from are not listed.
+    """
+    items = sorted(_nodes_items(frontier, previous, clock_offset), key=lambda kv: kv[0])
+    if not items:
+        yield "{}\n"
+        return
+    yield "{\n"
+    for i, (key, make) in enumerate(items):
+        item = make()
         if item["score"] == 0:
             del item["score"]
-    return json.dumps(out, indent=4, sort_keys=True) + "\n"
+        body = json.dumps(item, indent=4, sort_keys=True).replace("\n", "\n    ")
+        yield f"    {json.dumps(key)}: {body}" + (",\n" if i + 1 < len(items) else "\n")
+    yield "}\n"
+
+
+def nodes_json(
+    frontier: Frontier,
+    previous: dict[bytes, NodesFileEntry],
+    clock_offset: float,
+) -> str:
+    """The merged nodes.json text (see :func:`iter_nodes_json`)."""
+    return "".join(iter_nodes_json(frontier, previous, clock_offset))
 
 
 @dataclass(slots=True)

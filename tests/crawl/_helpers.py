@@ -18,7 +18,7 @@ import ipaddress
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import rlp
@@ -44,6 +44,7 @@ from enr import ENR, OnionServiceKey, PrivateKey, enode_from_enr, keccak256, par
 from ..driver.fakenet import FakeNetwork, seeded_rng
 
 __all__ = [
+    "Kind",
     "Member",
     "ScriptedPeer",
     "assert_valid_onion_enodes",
@@ -107,8 +108,8 @@ def signed_record(key: PrivateKey, seq: int = 1, **fields: Any) -> ENR:
     for name, value in fields.items():
         pairs[name.encode()] = _value(name, value)
     flat: list[bytes] = [_uint(seq)]
-    for name in sorted(pairs):
-        flat += [name, pairs[name]]
+    for key_name in sorted(pairs):
+        flat += [key_name, pairs[key_name]]
     signature = key.sign(keccak256(bytes(rlp.encode(flat))))
     return ENR.from_rlp(bytes(rlp.encode([signature, *flat])))
 
@@ -242,7 +243,6 @@ class Member:
     node: Node
     kind: Kind
     """onion: onion3 and tcp; ip: tcp only; plain: neither."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def record(self) -> ENR:

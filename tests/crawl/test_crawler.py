@@ -29,6 +29,7 @@ from ._helpers import (
     crawl_from,
     fake_network,
     key_for,
+    keys_at_distance,
     onion_enodes,
     onion_for,
     signed_record,
@@ -135,6 +136,57 @@ async def test_parallel_must_be_positive(autojump_clock: Clock) -> None:
     async with open_node(key_for(1), sock=net.socket(), seq=1, maintain=False) as node:
         with pytest.raises(ValueError, match="parallel"):
             Crawler(node, parallel=0)
+
+
+class TablePeer(ScriptedPeer):
+    """Answers FINDNODE from a fixed table, honestly: the records at the distances asked."""
+
+    def __init__(self, *args: Any, table: Iterable[ENR] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.table = list(table)
+
+    def answer_findnode(self, request: FindNode) -> list[Nodes]:
+        records = [self.record] if 0 in request.distances else []
+        records += [r for r in self.table
+                    if log_distance(self.node_id, r.node_id) in request.distances][:16]
+        groups = [tuple(records[i:i + 4]) for i in range(0, len(records), 4)] or [()]
+        return [Nodes(request.request_id, len(groups), g) for g in groups]
+
+
+async def test_a_node_known_only_from_a_closer_bucket_is_found(autojump_clock: Clock) -> None:
+    """BUG (discv5/crawl/_frontier.py, Frontier.next_distances: ``entry.stale >=
+    self.stop_after_stale``): a node's walk ends after three answers that brought nothing new.
+    Far buckets are the ones every crawler already knows, so the walk stops before the closer
+    buckets, which hold the nodes nobody else lists. Y's buckets 256, 255 and 254 hold 8 nodes
+    each, all already known; bucket 253 holds X, known to no one else: X is never found.
+
+    The same thing happens on a real network: crawling a 1000-node testnet of ours
+    (benchmarks/bench_crawl.py) found 999/1000 nodes; the missing node was live in 29 tables at
+    distances 248-251, and none of those nodes was asked below distance 252."""
+    net = FakeNetwork(seed=9)
+    y_key = key_for(11_000)
+    y_id = y_key.public_key.node_id
+    far = [k for d in (256, 255, 254) for k in keys_at_distance(y_id, [d], 8, 11_100 + d * 1000)]
+    [x_key] = keys_at_distance(y_id, [253], 1, 11_050)
+    known = [TablePeer(k, net.socket(), rng_seed=i) for i, k in enumerate(far)]
+    x = TablePeer(x_key, net.socket(), fields={"tcp": 30303, "onion3": onion_for(11_050)},
+                  rng_seed=99)
+    y = TablePeer(y_key, net.socket(), table=[p.record for p in known] + [x.record],
+                  rng_seed=98)
+    async with trio.open_nursery() as nursery:
+        for peer in (*known, x, y):
+            await nursery.start(peer.serve)
+        # Y first; the nodes of its far buckets are known from the start.
+        crawler, outcome, _ = await crawl_from(
+            net, [y.record, *(p.record for p in known)], parallel=1
+        )
+        nursery.cancel_scope.cancel()
+    f = crawler.frontier
+    assert outcome.completed
+    live = {e.node_id for e in f.entries() if e.live}
+    assert live >= {p.node_id for p in (*known, y)}
+    assert x.node_id in f, f"Y was asked {y.findnode_requests}"
+    assert onion_enodes(f) == {str(enode_from_enr(x.record))}
 
 
 # --- records, liveness, retries ---------------------------------------------------------------

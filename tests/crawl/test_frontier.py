@@ -6,6 +6,7 @@ No I/O and no clock: records are built from seeded keys and time is passed in by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from ._helpers import key_for
 LOCAL = key_for(0)
 
 
-def rec(seed: int, seq: int = 1, **fields: object) -> ENR:
+def rec(seed: int, seq: int = 1, **fields: Any) -> ENR:
     """A signed record of node ``seed`` at 127.0.0.1."""
     return ENR.build(key_for(seed), seq, ip="127.0.0.1", udp=40000 + seed, **fields)
 

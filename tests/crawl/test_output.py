@@ -258,7 +258,7 @@ def test_nodes_json_of_an_empty_crawl() -> None:
     assert nodes_json(Frontier(LOCAL_ID), {}, OFFSET) == "{}\n"
 
 
-def write_nodes_file(path: Path, entries: dict[str, dict[str, Any]]) -> Path:
+def write_nodes_file(path: Path, entries: dict[str, Any]) -> Path:
     path.write_text(json.dumps(entries, indent=4, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
@@ -480,7 +480,7 @@ def failing(exc: BaseException) -> Any:
     return fail
 
 
-@pytest.mark.parametrize("where", ["fsync", "replace", "chmod"])
+@pytest.mark.parametrize("where", ["fsync", "replace", "fchmod"])
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()],
                          ids=["oserror", "interrupt"])
 def test_write_atomic_failure_leaves_the_old_file_and_no_temp(

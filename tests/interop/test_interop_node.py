@@ -45,12 +45,25 @@ def rlp_of(text: str) -> bytes:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
 
 
+def ids_without_leading_zero(n: int) -> bytes:
+    """``os.urandom``, except that 8-byte draws (request ids) never start with a zero byte.
+
+    ChainSafe strips leading zero bytes from the request ids it echoes, so one request in 256
+    to a ChainSafe node times out (see test_request_id_with_leading_zero_comes_back_changed).
+    The tests below avoid that known quirk so that they test everything else reliably.
+    """
+    data = os.urandom(n)
+    if n == 8 and data[0] == 0:
+        data = b"\x01" + data[1:]
+    return data
+
+
 @asynccontextmanager
 async def our_node(
     *,
     onion: bool = True,
     tcp: int = 30303,
-    rng: Callable[[int], bytes] | None = None,
+    rng: Callable[[int], bytes] = ids_without_leading_zero,
     seq: int | None = None,
 ) -> AsyncIterator[Node]:
     """One of our nodes on 127.0.0.1 (no background maintenance), with onion3 + tcp if asked."""
@@ -66,7 +79,9 @@ async def our_node(
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
     """Poll the async predicate until it holds; TooSlowError after ``within`` seconds."""
     with trio.fail_after(within):
-        while not await check():
+        while True:
+            if await check():
+                return
             await trio.sleep(POLL)
 
 
@@ -352,16 +367,10 @@ async def test_request_id_with_leading_zero_comes_back_changed(
         stats = node.statistics()
         assert stats.drops.get("unsolicited-response", 0) >= 1  # the PONG with the short id
         assert stats.timeouts == 1
-    async with our_node() as node:  # the same exchange with ordinary ids works
-        for _ in range(3):
-            try:
-                with trio.fail_after(GUARD):
-                    await node.ping(theirs.record)
-                break
-            except RequestTimeout:  # the 1-in-256 id; try again
-                continue
-        else:
-            pytest.fail("three PINGs in a row timed out")
+    async with our_node() as node:  # the same exchange without the leading zero works
+        with trio.fail_after(GUARD):
+            await node.ping(theirs.record)
+        assert node.statistics().drops.get("unsolicited-response", 0) == 0
 
 
 async def test_records_with_seq_zero_are_unreadable_for_chainsafe(
