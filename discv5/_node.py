@@ -440,17 +440,27 @@ class Node:
                 waiter.done.set()
         elif isinstance(event, RequestReceived):
             self._answer(event)
+            if event.enr is not None and event.enr.node_id not in self.table:
+                # A node we have a session with but no table entry for (it came while our
+                # table was not bootstrapped, or its bucket was full, or it was dropped while
+                # we were busy): offer it again, as for a fresh inbound contact.
+                self._offer_inbound(event.enr)
         elif isinstance(event, SessionEstablished):
-            now = trio.current_time()
-            result = self.table.add(event.enr, now, inbound=event.inbound)
-            if not event.inbound:
+            if event.inbound:
+                self._offer_inbound(event.enr)
+            else:
                 # Outbound sessions are confirmed by a response from the peer's endpoint.
+                now = trio.current_time()
+                self.table.add(event.enr, now)
                 self.table.mark_live(event.enr.node_id, now)
-            elif result is InsertResult.ADDED and self._nursery is not None:
-                # A new entry is relayed only once a PONG proves it live; check it right away
-                # instead of waiting for its turn on the revalidation list, so that a node
-                # that just contacted us becomes findable within one round trip.
-                self._nursery.start_soon(self._revalidate, event.enr)
+
+    def _offer_inbound(self, record: ENR) -> None:
+        result = self.table.add(record, trio.current_time(), inbound=True)
+        if result is InsertResult.ADDED and self._nursery is not None:
+            # A new entry is relayed only once a PONG proves it live; check it right away
+            # instead of waiting for its turn on the revalidation list, so that a node that
+            # just contacted us becomes findable within one round trip.
+            self._nursery.start_soon(self._revalidate, record)
 
     def _answer(self, event: RequestReceived) -> None:
         message, peer = event.message, event.node
