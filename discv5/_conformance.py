@@ -458,6 +458,14 @@ TESTS: Final[tuple[tuple[str, Callable[[_Suite], Awaitable[None]]], ...]] = (
 """The scenarios in go-ethereum's run order."""
 
 
+def _first_leaf(group: BaseExceptionGroup[TestFailure]) -> TestFailure:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, TestFailure)
+    return exc
+
+
 async def run_conformance(
     remote: ENR,
     *,
@@ -485,7 +493,13 @@ async def run_conformance(
             continue
         started = time.monotonic()
         try:
-            await test(suite)
+            try:
+                await test(suite)
+            except BaseExceptionGroup as group:  # a failure raised inside a nursery
+                failures = group.subgroup(TestFailure)
+                if failures is None:
+                    raise
+                raise _first_leaf(failures) from None
         except TestFailure as exc:
             result = ConformanceResult(name, False, str(exc), time.monotonic() - started)
         except OSError as exc:

@@ -280,8 +280,11 @@ class Protocol:
         node = NodeAddress(NodeId(enr.node_id), address[0], address[1])
         if self._per_node[node] >= self.config.max_pending_requests_per_node:
             raise LocalProtocolError("too many requests in flight to this node")
+        # 8 random bytes, never starting with a zero byte: some implementations (ChainSafe's)
+        # echo request ids as minimal integers, which would drop a leading zero and make the
+        # response unmatchable.
         request_id = self._rng(8)
-        while request_id in self._pending:
+        while request_id[0] == 0 or request_id in self._pending:
             request_id = self._rng(8)
         message = dataclasses.replace(message, request_id=request_id)
         plaintext = encode_message(message)

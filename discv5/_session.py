@@ -110,9 +110,14 @@ def make_handshake(
         _crypto.ecdh(eph_key, remote_key), local_id, remote.node_id, challenge_data
     )
     id_signature = _crypto.id_sign(local_key, challenge_data, eph_pubkey, remote.node_id)
-    # discv5-wire "Handshake Message Packet": go-ethereum includes the record exactly when the
-    # challenger's copy is older than ours (enr-seq 0 = it has none).
-    record = local_enr.to_rlp() if authdata.enr_seq < local_enr.seq else None
+    # discv5-wire "Handshake Message Packet": the record MUST be present when the challenge's
+    # enr-seq is 0 (the challenger has none) and is included whenever its copy is older than
+    # ours (go-ethereum). The first rule matters only for a record with seq 0.
+    record = (
+        local_enr.to_rlp()
+        if authdata.enr_seq == 0 or authdata.enr_seq < local_enr.seq
+        else None
+    )
     session = Session(remote, keys.initiator_key, keys.recipient_key, remote_enr)
     nonce = session.next_nonce(rng)
     datagram = _packet.encode_handshake_packet(

@@ -287,7 +287,9 @@ class Frontier:
             # next distance only.
             saturated = in_bucket >= _FULL_ANSWER and len(asked) > 1
             entry.distance = (max(asked) if saturated else min(asked)) - 1
-        entry.stale = 0 if new else entry.stale + 1
+        # Only sparse answers count towards "nothing new": dense far buckets hold what the crawl
+        # already knows, while the closer buckets below them hold what only neighbours know.
+        entry.stale = 0 if new or in_bucket >= _DENSE else entry.stale + 1
         entry.empty = 0 if in_bucket else entry.empty + 1
         entry.last_count = in_bucket
         return new

@@ -369,7 +369,7 @@ def test_request_ids_stay_unique_when_the_rng_repeats() -> None:
         nonlocal repeats
         if n == 8 and repeats:
             repeats -= 1
-            return b"\x00" * 8
+            return b"\x01" * 8
         return real(n)
 
     key = key_for(1)
@@ -377,9 +377,25 @@ def test_request_ids_stay_unique_when_the_rng_repeats() -> None:
     b, c = make_peer(2), make_peer(3)
     first = proto.send_request(b.enr, Ping(b"", 1), 0.0)
     second = proto.send_request(c.enr, Ping(b"", 1), 0.0)
-    assert first == b"\x00" * 8
+    assert first == b"\x01" * 8
     assert second != first
     assert proto.pending_count == 2
+
+
+def test_request_ids_never_start_with_a_zero_byte() -> None:
+    """ChainSafe echoes request ids as minimal integers (a leading zero byte is lost), so we
+    never choose such an id; an rng that offers one is asked again."""
+    real = seeded_rng(6)
+    offers = [b"\x00" + b"\x07" * 7]
+
+    def zero_first(n: int) -> bytes:
+        return offers.pop() if n == 8 and offers else real(n)
+
+    key = key_for(1)
+    proto = Protocol(key, ENR.build(key, 1, ip="127.0.0.1", udp=30001), rng=zero_first)
+    request_id = proto.send_request(make_peer(2).enr, Ping(b"", 1), 0.0)
+    assert request_id[0] != 0
+    assert not offers
 
 
 def test_too_many_pending_requests_per_endpoint() -> None:

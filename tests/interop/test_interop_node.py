@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import trio
 
-from discv5 import Node, NodeAddress, RequestTimeout, log_distance, open_node
+from discv5 import Node, NodeAddress, NodeId, RequestTimeout, log_distance, open_node
 from enr import ENR, OnionServiceKey
 
 from .chainsafe import ChainSafeHarness, ChainSafeNode, HarnessError
@@ -286,7 +286,7 @@ async def test_talk_our_handler_answers_their_request(chainsafe: ChainSafeHarnes
             assert await chainsafe.talk(theirs, node.local_enr, b"ours/1", big) == b"ours:" + big
         assert [c[2] for c in calls] == [b"abc", big]
         for peer, record, _ in calls:
-            assert peer == NodeAddress(theirs.node_id, "127.0.0.1", theirs.udp_port)
+            assert peer == NodeAddress(NodeId(theirs.node_id), "127.0.0.1", theirs.udp_port)
             # their record came with the handshake and is handed to the handler unchanged
             assert record is not None
             assert_same_record(record, theirs.enr)
