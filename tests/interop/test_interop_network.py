@@ -44,19 +44,6 @@ GUARD = 60.0
 """Seconds after which a step is considered hung (a guard, never a timing assertion)."""
 
 
-def ids_without_leading_zero(n: int) -> bytes:
-    """``os.urandom``, except that 8-byte draws (request ids) never start with a zero byte.
-
-    ChainSafe echoes request ids as minimal integers, so an id with a leading zero byte gets an
-    answer we must drop (test_interop_node.test_request_id_with_leading_zero_comes_back_changed).
-    Where a single lost answer would make a one-shot check flaky, our node avoids such ids.
-    """
-    data = os.urandom(n)
-    if n == 8 and data[0] == 0:
-        data = b"\x01" + data[1:]
-    return data
-
-
 def onion_enode(text: str) -> str | None:
     """The enode a crawler must emit for the record ``text`` (onion records), else None."""
     record = ENR.from_text(text)
@@ -231,7 +218,7 @@ async def test_crawl_chainsafe_network_with_onion3(chainsafe: ChainSafeHarness) 
     network = {n.node_id: n.enr for n in nodes}
     expected = {n.node_id: str(enode_from_enr(n.record)) for n in nodes if n.onion3 is not None}
     async with open_node(
-        listen=("127.0.0.1", 0), maintain=False, rng=ids_without_leading_zero
+        listen=("127.0.0.1", 0), maintain=False, rng=os.urandom
     ) as node:
         crawler = Crawler(node, parallel=16)
         with trio.fail_after(GUARD):
@@ -255,7 +242,7 @@ async def test_crawl_mixed_network(chainsafe: ChainSafeHarness) -> None:
     async with open_mixed_network(chainsafe, theirs=8, ours=8) as net:
         network = net.records()
         async with open_node(
-            listen=("127.0.0.1", 0), maintain=False, rng=ids_without_leading_zero
+            listen=("127.0.0.1", 0), maintain=False, rng=os.urandom
         ) as node:
             crawler = Crawler(node, parallel=8)
             with trio.fail_after(GUARD):
@@ -274,7 +261,7 @@ async def test_crawl_200_node_chainsafe_network_finds_every_node(
     await chainsafe.seed_tables()
     network = {n.node_id: n.enr for n in nodes}
     async with open_node(
-        listen=("127.0.0.1", 0), maintain=False, rng=ids_without_leading_zero
+        listen=("127.0.0.1", 0), maintain=False, rng=os.urandom
     ) as node:
         crawler = Crawler(node, parallel=16, frontier=Frontier(node.node_id))
         with trio.fail_after(GUARD * 2):

@@ -45,25 +45,12 @@ def rlp_of(text: str) -> bytes:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
 
 
-def ids_without_leading_zero(n: int) -> bytes:
-    """``os.urandom``, except that 8-byte draws (request ids) never start with a zero byte.
-
-    ChainSafe strips leading zero bytes from the request ids it echoes, so one request in 256
-    to a ChainSafe node times out (see test_request_id_with_leading_zero_comes_back_changed).
-    The tests below avoid that known quirk so that they test everything else reliably.
-    """
-    data = os.urandom(n)
-    if n == 8 and data[0] == 0:
-        data = b"\x01" + data[1:]
-    return data
-
-
 @asynccontextmanager
 async def our_node(
     *,
     onion: bool = True,
     tcp: int = 30303,
-    rng: Callable[[int], bytes] = ids_without_leading_zero,
+    rng: Callable[[int], bytes] = os.urandom,
     seq: int | None = None,
 ) -> AsyncIterator[Node]:
     """One of our nodes on 127.0.0.1 (no background maintenance), with onion3 + tcp if asked."""
@@ -346,31 +333,34 @@ async def test_simultaneous_first_contact_recovers(chainsafe: ChainSafeHarness) 
     print(f"first-contact attempts that failed: {first_attempt_failures or 'none'}")
 
 
-async def test_request_id_with_leading_zero_comes_back_changed(
+async def test_request_ids_never_start_with_zero_so_chainsafe_answers_match(
     chainsafe: ChainSafeHarness,
 ) -> None:
-    """ChainSafe quirk: it echoes a request id as a minimal big-endian integer.
-
-    Our request ids are 8 random bytes; one in 256 starts with a zero byte, and ChainSafe
-    answers it with the zero stripped. A response must echo the id exactly (discv5-wire), so
-    we drop it and the request times out, as go-ethereum would. Here every id starts with 0.
+    """ChainSafe quirk: it echoes a request id as a minimal big-endian integer, so an id that
+    starts with a zero byte comes back shorter and cannot be matched (a response must echo the
+    id exactly). Our request ids therefore never start with a zero byte: even an rng that
+    offers only such ids at first gets asked again, and the PING is answered.
+    (The quirk itself is pinned by the conformance runs: "wrong request ID 01 in TALKRESP,
+    want 00000001".)
     """
+    offered = 0
 
-    def leading_zero_ids(n: int) -> bytes:
+    def leading_zero_first(n: int) -> bytes:
+        nonlocal offered
         data = os.urandom(n)
-        return b"\x00" + data[1:] if n == 8 else data
+        if n == 8 and offered < 5:
+            offered += 1
+            return b"\x00" + data[1:]
+        return data
 
     (theirs,) = await chainsafe.start()
-    async with our_node(rng=leading_zero_ids) as node:
-        with trio.fail_after(GUARD), pytest.raises(RequestTimeout):
-            await node.ping(theirs.record)
-        stats = node.statistics()
-        assert stats.drops.get("unsolicited-response", 0) >= 1  # the PONG with the short id
-        assert stats.timeouts == 1
-    async with our_node() as node:  # the same exchange without the leading zero works
+    async with our_node(rng=leading_zero_first) as node:
         with trio.fail_after(GUARD):
             await node.ping(theirs.record)
-        assert node.statistics().drops.get("unsolicited-response", 0) == 0
+        stats = node.statistics()
+        assert stats.drops.get("unsolicited-response", 0) == 0
+        assert stats.timeouts == 0
+    assert offered == 5
 
 
 async def test_records_with_seq_zero_are_unreadable_for_chainsafe(
