@@ -17,10 +17,7 @@ import base64
 import json
 import os
 import re
-import shutil
 import stat
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +27,9 @@ from discv5._cli import main
 from enr import PrivateKey, parse_enode, read_hidden_service_dir, read_nodekey
 from enr._keys import SECP256K1_N
 
+from .._tor import TOR, run_tor_until_hostname
 from ._helpers import Runner
 
-TOR = shutil.which("tor")
 HS_FILES = ("hs_ed25519_secret_key", "hs_ed25519_public_key", "hostname")
 _NODEKEY_RE = re.compile(rb"[0-9a-f]{64}")
 _SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")  # what Kubernetes allows as a data key
@@ -364,62 +361,9 @@ def test_help_lists_the_batch_options(cli: Runner) -> None:
 
 # --- the real tor daemon --------------------------------------------------------------------------
 
-HOSTNAME_TIMEOUT = 30.0
-_HOSTNAME_RE = re.compile(r"[a-z2-7]{56}\.onion\n")
-
-
 def tor_hostname(tmp_path: Path, hs_dir: Path, name: str) -> str:
-    """Start tor offline (no network, no ports, its own DataDirectory) with ``hs_dir`` as its
-    HiddenServiceDir; wait (bounded) for the hostname file it writes; stop it (only it)."""
-    assert TOR is not None
-    work = tmp_path / name
-    data_dir = work / "tor-data"
-    data_dir.mkdir(parents=True, mode=0o700)
-    os.chmod(data_dir, 0o700)
-    torrc = work / "torrc"
-    torrc.write_text(
-        "\n".join([
-            "DisableNetwork 1", "SocksPort 0", "ControlPort 0", "RunAsDaemon 0",
-            "AvoidDiskWrites 1", f"DataDirectory {data_dir}", f"HiddenServiceDir {hs_dir}",
-            "HiddenServicePort 30303 127.0.0.1:1", f"Log notice file {work / 'tor.log'}",
-        ]) + "\n"
-    )  # fmt: skip
-    defaults = work / "torrc-defaults"
-    defaults.write_text("")  # never read /etc/tor/torrc-defaults
-    output_path = work / "tor.out"
-
-    def output() -> str:
-        log = work / "tor.log"
-        return output_path.read_text(errors="replace") + (
-            log.read_text(errors="replace") if log.exists() else ""
-        )
-
-    with output_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [TOR, "--defaults-torrc", str(defaults), "-f", str(torrc)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + HOSTNAME_TIMEOUT
-        hostname = hs_dir / "hostname"
-        while True:
-            if hostname.exists():
-                text = hostname.read_text("ascii", "replace")
-                if _HOSTNAME_RE.fullmatch(text):
-                    return text.strip()
-            if proc.poll() is not None:
-                pytest.fail(f"tor exited with status {proc.returncode}:\n{output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"tor wrote no hostname within {HOSTNAME_TIMEOUT:.0f} s:\n{output()}")
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    """The hostname the real tor writes for ``hs_dir`` (see tests/_tor.py)."""
+    return run_tor_until_hostname(tmp_path / name, hs_dir)
 
 
 @pytest.mark.tor

@@ -16,10 +16,7 @@ Only the tor process started here is ever stopped, by its Popen handle, in a ``f
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +29,7 @@ from enr import (
     write_hidden_service_dir,
 )
 
-TOR = shutil.which("tor")
+from .._tor import HOSTNAME_TIMEOUT, TOR, run_tor_until_hostname, start_tor, stop_tor, tor_output
 
 pytestmark = [
     pytest.mark.tor,
@@ -43,103 +40,19 @@ pytestmark = [
     ),
 ]
 
-HOSTNAME_TIMEOUT = 30.0
-_HOSTNAME_RE = re.compile(r"[a-z2-7]{56}\.onion\n")
-
-
-def _write_torrc(tmp_path: Path, hs_dir: Path) -> Path:
-    data_dir = tmp_path / "tor-data"
-    data_dir.mkdir(mode=0o700)
-    os.chmod(data_dir, 0o700)
-    torrc = tmp_path / "torrc"
-    lines = [
-        "DisableNetwork 1",
-        "SocksPort 0",
-        "ControlPort 0",
-        "RunAsDaemon 0",
-        "AvoidDiskWrites 1",
-        f"DataDirectory {data_dir}",
-        f"HiddenServiceDir {hs_dir}",
-        "HiddenServicePort 80 127.0.0.1:1",
-        f"Log notice file {tmp_path / 'tor.log'}",
-    ]
-    # As root tor only warns ("You are running Tor as root"); no User option is needed, and
-    # leaving it out keeps every file owned by whoever runs the tests.
-    torrc.write_text("\n".join(lines) + "\n")
-    return torrc
-
-
-def _tor_log(tmp_path: Path) -> str:
-    log = tmp_path / "tor.log"
-    return log.read_text(errors="replace") if log.exists() else "(no tor log)"
-
-
-def _start_tor(tmp_path: Path, hs_dir: Path) -> subprocess.Popen[bytes]:
-    assert TOR is not None
-    torrc = _write_torrc(tmp_path, hs_dir)
-    defaults = tmp_path / "torrc-defaults"
-    defaults.write_text("")  # never read /etc/tor/torrc-defaults
-    with (tmp_path / "tor.out").open("wb") as output:
-        return subprocess.Popen(
-            [TOR, "--defaults-torrc", str(defaults), "-f", str(torrc)],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the tor this test started (and only it), by its handle."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _output(tmp_path: Path) -> str:
-    return (tmp_path / "tor.out").read_text(errors="replace") + _tor_log(tmp_path)
-
-
-def _run_tor_until_hostname(tmp_path: Path, hs_dir: Path) -> str:
-    """Start tor, wait (bounded) for a complete hostname file in ``hs_dir``, stop tor."""
-    proc = _start_tor(tmp_path, hs_dir)
-    try:
-        hostname_path = hs_dir / "hostname"
-        deadline = time.monotonic() + HOSTNAME_TIMEOUT
-        while True:
-            if hostname_path.exists():
-                text = hostname_path.read_text("ascii", "replace")
-                if _HOSTNAME_RE.fullmatch(text):
-                    return text.strip()
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"tor exited with status {proc.returncode} before writing {hostname_path}:\n"
-                    + _output(tmp_path)
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"tor did not write {hostname_path} within {HOSTNAME_TIMEOUT:.0f} s:\n"
-                    + _output(tmp_path)
-                )
-            time.sleep(0.05)
-    finally:
-        _stop(proc)
 
 
 def _run_tor_expecting_refusal(tmp_path: Path, hs_dir: Path) -> str:
     """Start tor and wait (bounded) for it to exit with an error; return its output."""
-    proc = _start_tor(tmp_path, hs_dir)
+    proc = start_tor(tmp_path, hs_dir)
     try:
         returncode = proc.wait(timeout=HOSTNAME_TIMEOUT)
     except subprocess.TimeoutExpired:
-        pytest.fail("tor kept running with a corrupt key file:\n" + _output(tmp_path))
+        pytest.fail("tor kept running with a corrupt key file:\n" + tor_output(tmp_path))
     finally:
-        _stop(proc)
-    assert returncode != 0, _output(tmp_path)
-    return _output(tmp_path)
+        stop_tor(proc)
+    assert returncode != 0, tor_output(tmp_path)
+    return tor_output(tmp_path)
 
 
 def _empty_hs_dir(tmp_path: Path) -> Path:
@@ -160,7 +73,7 @@ def test_tor_accepts_keys_we_wrote(tmp_path: Path) -> None:
     (hs_dir / "hostname").unlink()
     (hs_dir / "hs_ed25519_public_key").unlink()
 
-    hostname = _run_tor_until_hostname(tmp_path, hs_dir)
+    hostname = run_tor_until_hostname(tmp_path, hs_dir)
 
     assert hostname == key.address
     # tor used our secret key rather than replacing it...
@@ -173,7 +86,7 @@ def test_tor_accepts_keys_we_wrote(tmp_path: Path) -> None:
 def test_we_read_keys_tor_generated(tmp_path: Path) -> None:
     hs_dir = _empty_hs_dir(tmp_path)
 
-    hostname = _run_tor_until_hostname(tmp_path, hs_dir)
+    hostname = run_tor_until_hostname(tmp_path, hs_dir)
 
     assert onion3_problem(hostname) is None
     key = read_hidden_service_dir(hs_dir)  # also checks tor's public key file and hostname
