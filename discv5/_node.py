@@ -39,7 +39,7 @@ from typing import Protocol as TypingProtocol
 
 import trio
 
-from enr import ENR, PrivateKey
+from enr import ENR, ENRError, PrivateKey
 
 from ._config import Config
 from ._errors import LocalProtocolError, RequestRejected, RequestTimeout
@@ -168,6 +168,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._fetching: set[bytes] = set()
         self._bootnodes: list[ENR] = []
+        self._enr_update_errors = 0
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -534,10 +535,20 @@ class Node:
             return
         self._votes.add(enr.node_id, (str(pong.recipient_ip), pong.recipient_port), now)
         winner = self._votes.winner(now)
-        if winner is not None and winner != (str(self.local_enr.ip), self.local_enr.udp):
-            ip = ipaddress.ip_address(winner[0])
-            key = "ip" if ip.version == 4 else "ip6"
-            self.update_enr(**{key: str(ip), ("udp" if ip.version == 4 else "udp6"): winner[1]})
+        if winner is None:
+            return
+        ip = ipaddress.ip_address(winner[0])
+        ours = self.local_enr
+        current = (ours.ip, ours.udp) if ip.version == 4 else (ours.ip6, ours.udp6)
+        if (ip, winner[1]) == current:
+            return
+        changes = {"ip": str(ip), "udp": winner[1]} if ip.version == 4 else {
+            "ip6": str(ip), "udp6": winner[1]
+        }
+        try:
+            self.update_enr(**changes)
+        except ENRError:
+            self._enr_update_errors += 1  # e.g. the record would exceed 300 bytes: keep ours
 
     async def _revalidation_loop(self) -> None:
         while True:

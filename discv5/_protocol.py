@@ -360,15 +360,20 @@ class Protocol:
             queue.remove(pending.request_id)
         if self._handshaking.get(node) == pending.request_id:
             del self._handshaking[node]
-            self._release_queue(node)
+            self._release_queue(node, now)
         elif queue is not None and not queue:
             del self._queued[node]
 
-    def _release_queue(self, node: NodeAddress) -> None:
-        """The handshake with ``node`` is done (or failed): send what waited for it."""
+    def _release_queue(self, node: NodeAddress, now: float) -> None:
+        """The handshake with ``node`` is done (or failed): send what waited for it.
+
+        Requests whose deadline has already passed are not sent: their timer fails them.
+        """
         queue = self._queued.pop(node, None)
         while queue:
             pending = self._pending[queue.popleft()]
+            if pending.deadline_at <= now:
+                continue
             self._transmit(pending)
             if node not in self._sessions:
                 # Still no session: this request now leads a new handshake; the rest wait.
@@ -517,7 +522,7 @@ class Protocol:
         self._send(datagram, node.address)
         if self._handshaking.get(node) == pending.request_id:
             del self._handshaking[node]
-        self._release_queue(node)
+        self._release_queue(node, now)
 
     def _on_handshake(self, packet: _packet.Packet, address: Address, now: float) -> None:
         authdata = packet.authdata
