@@ -58,6 +58,7 @@ async def test_ipv6_pong_votes_update_the_record_once() -> None:
         peer = ENR.build(key_for(600 + i), 1, ip="127.0.0.1", udp=31000 + i)
         node._on_pong(peer, Pong(b"\x01", 1, seen, 40404))
         seqs.append(node.local_enr.seq)
-    assert node.local_enr.ip6 == seen and node.local_enr.udp6 == 40404
+    assert node.local_enr.ip6 == seen
+    assert node.local_enr.udp6 == 40404
     # One update when the quorum (10 votes) is reached, none afterwards.
     assert len(set(seqs)) == 2, seqs
