@@ -115,6 +115,9 @@ class NodeStatistics:
     """TALKREQ requests dropped because too many handlers were running."""
     records_rejected: int
     """Records dropped from NODES answers: bad signature, wrong distance, unusable address."""
+    record_update_errors: int
+    """Endpoint changes peers reported that could not go into our record (it would exceed
+    300 bytes)."""
 
 
 @dataclass(slots=True)
@@ -218,6 +221,7 @@ class Node:
             table_size=len(self.table),
             talk_dropped=self._talk_dropped,
             records_rejected=c["records_rejected"],
+            record_update_errors=self._enr_update_errors,
         )
 
     # --- TALK -------------------------------------------------------------------------------
