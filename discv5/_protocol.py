@@ -50,11 +50,11 @@ from ._messages import (
     Message,
     Nodes,
     Ping,
-    Pong,
     TalkRequest,
-    TalkResponse,
     decode_message_untrusted,
     encode_message,
+    is_request,
+    response_types_for,
 )
 from ._responder import is_relayable
 from ._session import Challenge, Session, accept_handshake, make_handshake
@@ -64,13 +64,6 @@ __all__ = ["Protocol", "RequestState"]
 
 Rng = Callable[[int], bytes]
 Request = Ping | FindNode | TalkRequest
-
-_RESPONSE_TYPE: dict[type[Message], type[Message]] = {
-    Ping: Pong,
-    FindNode: Nodes,
-    TalkRequest: TalkResponse,
-}
-
 
 _CONTACT_NONCES = 4096
 """First-contact packet nonces remembered (a WHOAREYOU may quote one after its request ended)."""
@@ -566,7 +559,7 @@ class Protocol:
         except RemoteProtocolError as exc:
             self._drop(node.address, "message", str(exc))
             return
-        if isinstance(message, (Ping, FindNode, TalkRequest)):
+        if is_request(message):
             self.counters["requests_received"] += 1
             self._events.append(RequestReceived(node, session.enr, message))
             return
@@ -574,7 +567,7 @@ class Protocol:
         if (
             pending is None
             or pending.node != node
-            or _RESPONSE_TYPE[type(pending.message)] is not type(message)
+            or type(message) not in response_types_for(pending.message)
         ):
             self._drop(node.address, "unsolicited-response", type(message).__name__)
             return

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from enr import ENR, EnodeError, ENRError, enode_from_enr, write_file_atomic
 
@@ -261,39 +260,3 @@ def nodes_json(
 ) -> str:
     """The merged nodes.json text (see :func:`iter_nodes_json`)."""
     return "".join(iter_nodes_json(frontier, previous, clock_offset))
-
-
-@dataclass(slots=True)
-class Summary:
-    """Totals for the end-of-crawl report."""
-
-    seen: int = 0
-    live: int = 0
-    onion_capable: int = 0
-    emitted: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    rejected_nodes: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, entry: CrawlEntry, c: Classification, emitted: bool) -> None:
-        self.seen += 1
-        self.live += entry.live
-        if c.onion_capable:
-            self.onion_capable += 1
-            if not emitted and c.rejected is not None:
-                self.rejected[_reason_key(c)] += 1
-                self.rejected_nodes.append((entry.node_id.hex(), _reason_key(c)))
-        if emitted:
-            self.emitted += 1
-
-
-def _reason_key(c: Classification) -> str:
-    if c.onion3_status.startswith("invalid"):
-        return f"onion3 {c.onion3_status}"
-    return c.rejected or "unknown"
-
-
-def write_lines(stream: TextIO, lines: Iterable[str]) -> None:
-    """Write each line and flush (for pipes read live)."""
-    for line in lines:
-        stream.write(line + "\n")
-    stream.flush()
