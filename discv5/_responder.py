@@ -10,6 +10,7 @@ still one NODES with total 1.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Sequence
 
@@ -65,12 +66,20 @@ def is_relayable(record: ENR, requester_ip: str) -> bool:
     ip, udp, _ = record.endpoint()
     if ip is None or not udp:
         return False
-    try:
-        requester = ipaddress.ip_address(requester_ip)
-    except ValueError:
+    requester_scope = _text_scope(requester_ip)
+    if requester_scope is None:
         return False
     scope = _scope(ip)
-    return scope != 0 and scope >= _scope(requester)
+    return scope != 0 and scope >= requester_scope
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_scope(ip: str) -> int | None:
+    """:func:`_scope` of an address given as text (answers reuse a few requester addresses)."""
+    try:
+        return _scope(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
 
 
 def pong_for(ping: Ping, local_enr: ENR, ip: str, port: int) -> Pong:

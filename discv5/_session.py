@@ -166,12 +166,12 @@ def accept_handshake(
     remote_key = enr.public_key
     if remote_key is None:
         raise HandshakeError("the node's record has no usable public key")
+    if len(authdata.eph_pubkey) != 33:
+        raise HandshakeError("ephemeral key must be 33 bytes (compressed)")
     try:
         eph_key = PublicKey.from_bytes(authdata.eph_pubkey)
     except ENRError:
         raise HandshakeError("ephemeral key is not a valid secp256k1 point") from None
-    if len(authdata.eph_pubkey) != 33:
-        raise HandshakeError("ephemeral key must be 33 bytes (compressed)")
     if not _crypto.id_verify(
         remote_key, authdata.id_signature, challenge.challenge_data, authdata.eph_pubkey, local_id
     ):

@@ -479,6 +479,14 @@ class ENR:
         (unspecified < loopback < link-local < private < global), ties to IPv4. IPv6 uses
         ``udp6``/``tcp6``, falling back to ``udp``/``tcp``.
         """
+        cached: Endpoint | None = self.__dict__.get("_endpoint")
+        if cached is not None:
+            return cached
+        endpoint = self._select_endpoint()
+        self.__dict__["_endpoint"] = endpoint  # records are immutable: compute once
+        return endpoint
+
+    def _select_endpoint(self) -> Endpoint:
         ip4, ip6 = self.ip, self.ip6
         if ip4 is not None and ip4.is_multicast:
             ip4 = None
