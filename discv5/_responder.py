@@ -18,16 +18,10 @@ from enr import ENR
 
 from ._config import Config
 from ._messages import FindNode, Nodes, Ping, Pong
+from ._routing import is_lan
 
 __all__ = ["is_relayable", "nodes_responses", "pong_for", "select_records"]
 
-_LAN_NETS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-        "fc00::/7", "fe80::/10",
-    )
-)
 # go-ethereum p2p/netutil "special" networks (IANA special-purpose registries): documentation,
 # benchmarking, relay and protocol-assignment ranges. Records there are never relayed.
 _SPECIAL_NETS = tuple(
@@ -50,7 +44,7 @@ def _scope(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
         return 1
     if ip.is_unspecified or ip.is_multicast:
         return 0
-    if any(ip in net for net in _LAN_NETS):
+    if is_lan(ip):  # go-ethereum netutil.IsLAN, as the routing table's IP limits use it
         return 2
     if any(ip in net for net in _SPECIAL_NETS) or (ip.version == 4 and ip.is_reserved):
         return 0
